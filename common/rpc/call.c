@@ -1,0 +1,499 @@
+/* The server call state machine: a call is requested on a worker's completion queue, decoded,
+ * handed to its handler, and lives until its status is sent and the close is seen. Each
+ * operation in flight and the handler (until it finishes) hold one reference. */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <grpc/byte_buffer.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+
+#include "call_int.h"
+#include "log.h"
+#include "mem.h"
+
+struct send_item {
+  grpc_byte_buffer *bb;   /* serialized message */
+  size_t len;             /* its size, for the queue cap */
+  struct send_item *next; /* FIFO link */
+};
+
+static void call_on_new(struct rpc_tag *t, bool ok);
+static void call_on_recv(struct rpc_tag *t, bool ok);
+static void call_on_send(struct rpc_tag *t, bool ok);
+static void call_on_close(struct rpc_tag *t, bool ok);
+
+#define CALL_OF(tag, member) ((rpc_call *)((char *)(tag) - offsetof(rpc_call, member)))
+
+/* ---- lifetime ---- */
+
+static void call_drop_queue_locked(rpc_call *c)
+{
+  struct send_item *it = c->q_head;
+
+  while (it) {
+    struct send_item *next = it->next;
+
+    grpc_byte_buffer_destroy(it->bb);
+    cm_free(it);
+    it = next;
+  }
+  c->q_head = c->q_tail = NULL;
+  c->q_bytes = 0;
+}
+
+static rpc_call *call_alloc(struct rpc_worker *w, const struct rpc_reg_method *rm)
+{
+  rpc_call *c = cm_calloc(1, sizeof(*c));
+
+  if (!c)
+    return NULL;
+  c->w = w;
+  c->rm = rm;
+  atomic_init(&c->refs, 1); /* the request's reference */
+  atomic_init(&c->cancelled, false);
+  pthread_mutex_init(&c->mu, NULL);
+  grpc_metadata_array_init(&c->md);
+  grpc_call_details_init(&c->details);
+  c->t_new.fn = call_on_new;
+  c->t_recv.fn = call_on_recv;
+  c->t_send.fn = call_on_send;
+  c->t_close.fn = call_on_close;
+  return c;
+}
+
+static void call_destroy(rpc_call *c)
+{
+  if (c->started_ms)
+    atomic_fetch_sub(c->w->active, 1);
+  call_drop_queue_locked(c);
+  if (c->data_free)
+    c->data_free(c->data);
+  if (c->payload)
+    grpc_byte_buffer_destroy(c->payload);
+  if (c->recv_bb)
+    grpc_byte_buffer_destroy(c->recv_bb);
+  grpc_metadata_array_destroy(&c->md);
+  grpc_call_details_destroy(&c->details);
+  if (c->gc)
+    grpc_call_unref(c->gc);
+  if (c->peer)
+    gpr_free(c->peer);
+  cm_free(c->fin_msg);
+  cm_free(c->path);
+  cm_arena_free(c->arena);
+  pthread_mutex_destroy(&c->mu);
+  cm_free(c);
+}
+
+static void call_ref(rpc_call *c)
+{
+  atomic_fetch_add(&c->refs, 1);
+}
+
+static void call_unref(rpc_call *c)
+{
+  if (atomic_fetch_sub(&c->refs, 1) == 1)
+    call_destroy(c);
+}
+
+/* ---- requesting calls ---- */
+
+int rpc_call_request(struct rpc_worker *w, const struct rpc_reg_method *rm)
+{
+  rpc_call *c = call_alloc(w, rm);
+  grpc_call_error e;
+
+  if (!c)
+    return CM_E_NOMEM;
+  if (rm)
+    e = grpc_server_request_registered_call(w->server_gs, rm->handle, &c->gc, &c->deadline,
+                                            &c->md, rm->reads_payload ? &c->payload : NULL,
+                                            w->cq, w->cq, &c->t_new);
+  else
+    e = grpc_server_request_call(w->server_gs, &c->gc, &c->details, &c->md, w->cq, w->cq,
+                                 &c->t_new);
+  if (e != GRPC_CALL_OK) {
+    cm_log(CM_LOG_ERROR, "request call failed", "error=%s", grpc_call_error_to_string(e));
+    call_destroy(c);
+    return CM_E_INTERNAL;
+  }
+  return 0;
+}
+
+/* ---- batches ---- */
+
+static void call_batch(rpc_call *c, const grpc_op *ops, size_t n, struct rpc_tag *tag)
+{
+  grpc_call_error e = grpc_call_start_batch(c->gc, ops, n, tag, NULL);
+
+  if (e != GRPC_CALL_OK) {
+    /* Only a bug gets here (ops out of order); treat the batch as failed so refs balance. */
+    cm_log(CM_LOG_ERROR, "start batch failed", "method=%s error=%s", c->path,
+           grpc_call_error_to_string(e));
+    tag->fn(tag, false);
+  }
+}
+
+static void call_start_recv(rpc_call *c)
+{
+  grpc_op op;
+
+  memset(&op, 0, sizeof(op));
+  op.op = GRPC_OP_RECV_MESSAGE;
+  op.data.recv_message.recv_message = &c->recv_bb;
+  call_ref(c);
+  call_batch(c, &op, 1, &c->t_recv);
+}
+
+static void call_start_send_locked(rpc_call *c)
+{
+  grpc_op ops[3];
+  size_t n = 0;
+  struct send_item *it = c->q_head;
+  grpc_slice details;
+  bool with_status = c->finish_req && (!it || !it->next);
+
+  if (!it && !with_status)
+    return;
+  if (c->status_sent)
+    return;
+  memset(ops, 0, sizeof(ops));
+  if (!c->md_sent) {
+    ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+    n++;
+    c->md_sent = true;
+  }
+  if (it) {
+    ops[n].op = GRPC_OP_SEND_MESSAGE;
+    ops[n].data.send_message.send_message = it->bb;
+    n++;
+    c->q_head = it->next;
+    if (!c->q_head)
+      c->q_tail = NULL;
+    c->q_bytes -= it->len;
+    c->inflight = it;
+  }
+  if (with_status) {
+    details = grpc_slice_from_copied_string(c->fin_msg ? c->fin_msg : "");
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = (grpc_status_code)cm_code_to_grpc(c->fin_code);
+    ops[n].data.send_status_from_server.status_details = c->fin_msg ? &details : NULL;
+    n++;
+    c->status_sent = true;
+  }
+  c->send_inflight = true;
+  call_ref(c);
+  call_batch(c, ops, n, &c->t_send);
+  if (with_status)
+    grpc_slice_unref(details);
+}
+
+static bool call_done_reading(rpc_call *c)
+{
+  bool done;
+
+  pthread_mutex_lock(&c->mu);
+  done = c->finish_req || atomic_load(&c->cancelled);
+  pthread_mutex_unlock(&c->mu);
+  return done;
+}
+
+/* ---- events ---- */
+
+static void call_dispatch_unary(rpc_call *c)
+{
+  const struct rpc_method *m = c->rm->method;
+  struct cm_error err;
+  ProtobufCMessage *req;
+
+  if (!c->payload) {
+    rpc_call_finish(c, CM_E_INVALID, "request message missing");
+    return;
+  }
+  req = rpc_unpack(c->payload, m->input, c->arena, &err);
+  grpc_byte_buffer_destroy(c->payload);
+  c->payload = NULL;
+  if (!req) {
+    rpc_call_fail(c, &err);
+    return;
+  }
+  m->on_start(c, req);
+}
+
+static void call_on_new(struct rpc_tag *t, bool ok)
+{
+  rpc_call *c = CALL_OF(t, t_new);
+  grpc_op op;
+
+  if (!ok) { /* the server is shutting down: this slot never got a call */
+    call_unref(c);
+    return;
+  }
+  if (!atomic_load(c->w->stopping))
+    rpc_call_request(c->w, c->rm);
+  atomic_fetch_add(c->w->active, 1);
+  c->started_ms = rpc_now_ms();
+  c->arena = cm_arena_new(0);
+  if (c->rm)
+    c->path = cm_strdup(c->rm->path);
+  else
+    c->path = cm_strndup((const char *)GRPC_SLICE_START_PTR(c->details.method),
+                         GRPC_SLICE_LENGTH(c->details.method));
+  memset(&op, 0, sizeof(op));
+  op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+  op.data.recv_close_on_server.cancelled = &c->close_cancelled;
+  call_ref(c);
+  call_batch(c, &op, 1, &c->t_close);
+  /* From here the request's reference is the handler's, dropped by rpc_call_finish. */
+  if (!c->arena || !c->path) {
+    rpc_call_finish(c, CM_E_NOMEM, "out of memory");
+    return;
+  }
+  if (!c->rm) {
+    char msg[200];
+
+    snprintf(msg, sizeof(msg), "unknown method %s", c->path);
+    rpc_call_finish(c, CM_E_UNIMPLEMENTED, msg);
+    return;
+  }
+  if (c->rm->reads_payload) {
+    call_dispatch_unary(c);
+    return;
+  }
+  c->rm->method->on_start(c, NULL);
+  if (!call_done_reading(c))
+    call_start_recv(c);
+}
+
+static void call_on_recv(struct rpc_tag *t, bool ok)
+{
+  rpc_call *c = CALL_OF(t, t_recv);
+  const struct rpc_method *m = c->rm->method;
+  struct cm_error err;
+  cm_arena *tmp;
+  ProtobufCMessage *msg;
+
+  if (!ok || !c->recv_bb) {
+    if (ok && !call_done_reading(c) && m->on_end)
+      m->on_end(c);
+    call_unref(c);
+    return;
+  }
+  tmp = cm_arena_new(0);
+  msg = tmp ? rpc_unpack(c->recv_bb, m->input, tmp, &err) : NULL;
+  grpc_byte_buffer_destroy(c->recv_bb);
+  c->recv_bb = NULL;
+  if (!tmp)
+    cm_error_set(&err, CM_E_NOMEM, "out of memory");
+  if (!msg) {
+    if (!call_done_reading(c))
+      rpc_call_fail(c, &err);
+  } else if (!call_done_reading(c) && m->on_message) {
+    m->on_message(c, msg);
+  }
+  cm_arena_free(tmp);
+  if (msg && !call_done_reading(c)) {
+    /* The batch's reference carries over to the next read. */
+    grpc_op op;
+
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_RECV_MESSAGE;
+    op.data.recv_message.recv_message = &c->recv_bb;
+    call_batch(c, &op, 1, &c->t_recv);
+    return;
+  }
+  call_unref(c);
+}
+
+static void call_on_send(struct rpc_tag *t, bool ok)
+{
+  rpc_call *c = CALL_OF(t, t_send);
+  struct send_item *done;
+  rpc_writable_fn writable = NULL;
+
+  pthread_mutex_lock(&c->mu);
+  done = c->inflight;
+  c->inflight = NULL;
+  c->send_inflight = false;
+  if (!ok && !c->status_sent) {
+    /* The stream broke: drop what waits, but a finish still owes its status batch. */
+    atomic_store(&c->cancelled, true);
+  }
+  if (!c->status_sent && (c->q_head || c->finish_req))
+    call_start_send_locked(c);
+  else if (!c->finish_req && ok && !atomic_load(&c->cancelled))
+    writable = c->on_writable;
+  pthread_mutex_unlock(&c->mu);
+  if (done) {
+    grpc_byte_buffer_destroy(done->bb);
+    cm_free(done);
+  }
+  if (writable)
+    writable(c);
+  if (c->status_sent && !c->send_inflight && cm_log_enabled(CM_LOG_DEBUG))
+    cm_log(CM_LOG_DEBUG, "call", "method=%s code=%s ms=%lld", c->path,
+           cm_grpc_code_name(cm_code_to_grpc(c->fin_code)),
+           (long long)(rpc_now_ms() - c->started_ms));
+  call_unref(c);
+}
+
+static void call_on_close(struct rpc_tag *t, bool ok)
+{
+  rpc_call *c = CALL_OF(t, t_close);
+  bool notify;
+
+  pthread_mutex_lock(&c->mu);
+  if (!ok || c->close_cancelled)
+    atomic_store(&c->cancelled, true);
+  notify = atomic_load(&c->cancelled) && !c->finish_req && c->rm && c->rm->method->on_cancel;
+  pthread_mutex_unlock(&c->mu);
+  if (notify)
+    c->rm->method->on_cancel(c);
+  call_unref(c);
+}
+
+/* ---- the handler's interface ---- */
+
+int rpc_call_write(rpc_call *c, const ProtobufCMessage *msg)
+{
+  struct cm_error err;
+  struct send_item *it;
+  size_t len = 0;
+  grpc_byte_buffer *bb = rpc_pack(msg, c->w->max_message, &len, &err);
+  int rc = 0;
+
+  if (!bb)
+    return err.code;
+  it = cm_calloc(1, sizeof(*it));
+  if (!it) {
+    grpc_byte_buffer_destroy(bb);
+    return CM_E_NOMEM;
+  }
+  it->bb = bb;
+  it->len = len;
+  pthread_mutex_lock(&c->mu);
+  if (c->finish_req || atomic_load(&c->cancelled)) {
+    rc = CM_E_CANCELLED;
+  } else if (c->q_bytes + len > RPC_MAX_QUEUED_BYTES) {
+    rc = CM_E_EXHAUSTED;
+  } else {
+    if (c->q_tail)
+      c->q_tail->next = it;
+    else
+      c->q_head = it;
+    c->q_tail = it;
+    c->q_bytes += len;
+    it = NULL;
+    if (!c->send_inflight)
+      call_start_send_locked(c);
+  }
+  pthread_mutex_unlock(&c->mu);
+  if (it) {
+    grpc_byte_buffer_destroy(it->bb);
+    cm_free(it);
+  }
+  return rc;
+}
+
+void rpc_call_finish(rpc_call *c, int code, const char *msg)
+{
+  pthread_mutex_lock(&c->mu);
+  if (c->finish_req) {
+    pthread_mutex_unlock(&c->mu);
+    cm_log(CM_LOG_ERROR, "call finished twice", "method=%s", c->path);
+    return;
+  }
+  c->finish_req = true;
+  c->fin_code = code;
+  c->fin_msg = msg ? cm_strdup(msg) : NULL;
+  if (!c->send_inflight)
+    call_start_send_locked(c);
+  pthread_mutex_unlock(&c->mu);
+  call_unref(c); /* the handler's reference */
+}
+
+void rpc_call_reply(rpc_call *c, const ProtobufCMessage *resp)
+{
+  int rc = rpc_call_write(c, resp);
+
+  if (rc == 0) {
+    rpc_call_finish(c, CM_OK, NULL);
+    return;
+  }
+  rpc_call_finish(c, rc, rc == CM_E_TOOLARGE ? "response larger than the message cap"
+                                             : cm_code_text(rc));
+}
+
+void rpc_call_fail(rpc_call *c, const struct cm_error *err)
+{
+  rpc_call_finish(c, err->code ? err->code : CM_E_UNKNOWN, err->msg);
+}
+
+void *rpc_call_service(const rpc_call *c)
+{
+  return c->rm ? c->rm->service->ctx : NULL;
+}
+
+const char *rpc_call_method(const rpc_call *c)
+{
+  return c->path ? c->path : "";
+}
+
+cm_arena *rpc_call_arena(rpc_call *c)
+{
+  return c->arena;
+}
+
+int64_t rpc_call_remaining_ms(const rpc_call *c)
+{
+  return rpc_deadline_remaining_ms(c->deadline);
+}
+
+bool rpc_call_cancelled(const rpc_call *c)
+{
+  return atomic_load(&c->cancelled) || rpc_deadline_remaining_ms(c->deadline) <= 0;
+}
+
+const char *rpc_call_metadata(rpc_call *c, const char *key)
+{
+  size_t klen = strlen(key);
+
+  for (size_t i = 0; i < c->md.count; i++) {
+    const grpc_metadata *m = &c->md.metadata[i];
+
+    if (GRPC_SLICE_LENGTH(m->key) == klen &&
+        memcmp(GRPC_SLICE_START_PTR(m->key), key, klen) == 0)
+      return cm_arena_strndup(c->arena, (const char *)GRPC_SLICE_START_PTR(m->value),
+                              GRPC_SLICE_LENGTH(m->value));
+  }
+  return NULL;
+}
+
+const char *rpc_call_peer(rpc_call *c)
+{
+  if (!c->peer)
+    c->peer = grpc_call_get_peer(c->gc);
+  return c->peer ? c->peer : "";
+}
+
+void rpc_call_set_data(rpc_call *c, void *data, void (*free_fn)(void *))
+{
+  c->data = data;
+  c->data_free = free_fn;
+}
+
+void *rpc_call_data(const rpc_call *c)
+{
+  return c->data;
+}
+
+void rpc_call_on_writable(rpc_call *c, rpc_writable_fn fn)
+{
+  pthread_mutex_lock(&c->mu);
+  c->on_writable = fn;
+  pthread_mutex_unlock(&c->mu);
+}

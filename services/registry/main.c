@@ -1,0 +1,43 @@
+/* credito-registry: the model registry: runs, datasets, artifacts, models, aliases, lineage.
+ * Until the change that builds it lands, the credito.v1.Registry API is served as UNIMPLEMENTED
+ * beside health and reflection, so clients and grpcurl already see its shape. */
+#include <stdio.h>
+
+#include "credito/v1/registry.pb-c.h"
+#include "log.h"
+#include "service.h"
+
+int main(int argc, char **argv)
+{
+  struct cm_opt opts[] = {SVC_COMMON_OPTS("0.0.0.0:50051")};
+  size_t nopts = sizeof(opts) / sizeof(opts[0]);
+  struct rpc_server_opts so;
+  struct cm_error err;
+  struct rpc_service *svc = NULL;
+  rpc_server *server = NULL;
+  int rc;
+
+  cm_error_clear(&err);
+  rc = svc_config("credito-registry", "the model registry: runs, datasets, artifacts, models, aliases, lineage", opts, nopts, argc, argv, &so, &err);
+  if (rc == 1)
+    return 0;
+  if (rc) {
+    fprintf(stderr, "credito-registry: %s\n", err.msg);
+    return 2;
+  }
+  rpc_init();
+  svc = rpc_service_unimplemented_new(&credito__v1__registry__descriptor,
+                                      "credito.v1.Registry is not built yet (issue #3)");
+  server = svc ? rpc_server_new(&so, &err) : NULL;
+  if (!server || rpc_server_add_service(server, svc, &err)) {
+    cm_log(CM_LOG_ERROR, "cannot create server", "error=%s", svc ? err.msg : "out of memory");
+    rc = 1;
+    goto out;
+  }
+  rc = svc_run(server);
+out:
+  rpc_server_free(server);
+  rpc_service_unimplemented_free(svc);
+  rpc_cleanup();
+  return rc;
+}
