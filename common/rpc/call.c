@@ -56,6 +56,7 @@ static rpc_call *call_alloc(struct rpc_worker *w, const struct rpc_reg_method *r
   atomic_init(&c->refs, 1); /* the request's reference */
   atomic_init(&c->cancelled, false);
   pthread_mutex_init(&c->mu, NULL);
+  pthread_mutex_init(&c->cb_mu, NULL);
   grpc_metadata_array_init(&c->md);
   grpc_call_details_init(&c->details);
   c->t_new.fn = call_on_new;
@@ -86,6 +87,7 @@ static void call_destroy(rpc_call *c)
   cm_free(c->path);
   cm_arena_free(c->arena);
   pthread_mutex_destroy(&c->mu);
+  pthread_mutex_destroy(&c->cb_mu);
   cm_free(c);
 }
 
@@ -204,6 +206,46 @@ static bool call_done_reading(rpc_call *c)
 
 /* ---- events ---- */
 
+enum call_cb { CB_START, CB_MESSAGE, CB_END, CB_CANCEL, CB_WRITABLE };
+
+/* Runs one of the handler's callbacks. Callbacks of one call run one at a time (events of a
+ * call may complete on different threads of its queue), and none runs after the handler
+ * finished; messages, the end and writability also stop once the call is cancelled. */
+static void call_invoke(rpc_call *c, enum call_cb cb, const ProtobufCMessage *msg)
+{
+  const struct rpc_method *m = c->rm->method;
+  bool skip;
+
+  pthread_mutex_lock(&c->cb_mu);
+  pthread_mutex_lock(&c->mu);
+  skip = c->finish_req || (cb != CB_START && cb != CB_CANCEL && atomic_load(&c->cancelled));
+  pthread_mutex_unlock(&c->mu);
+  if (!skip) {
+    switch (cb) {
+    case CB_START:
+      m->on_start(c, msg);
+      break;
+    case CB_MESSAGE:
+      if (m->on_message)
+        m->on_message(c, msg);
+      break;
+    case CB_END:
+      if (m->on_end)
+        m->on_end(c);
+      break;
+    case CB_CANCEL:
+      if (m->on_cancel)
+        m->on_cancel(c);
+      break;
+    case CB_WRITABLE:
+      if (c->on_writable)
+        c->on_writable(c);
+      break;
+    }
+  }
+  pthread_mutex_unlock(&c->cb_mu);
+}
+
 static void call_dispatch_unary(rpc_call *c)
 {
   const struct rpc_method *m = c->rm->method;
@@ -221,7 +263,7 @@ static void call_dispatch_unary(rpc_call *c)
     rpc_call_fail(c, &err);
     return;
   }
-  m->on_start(c, req);
+  call_invoke(c, CB_START, req);
 }
 
 static void call_on_new(struct rpc_tag *t, bool ok)
@@ -264,7 +306,7 @@ static void call_on_new(struct rpc_tag *t, bool ok)
     call_dispatch_unary(c);
     return;
   }
-  c->rm->method->on_start(c, NULL);
+  call_invoke(c, CB_START, NULL);
   if (!call_done_reading(c))
     call_start_recv(c);
 }
@@ -278,8 +320,8 @@ static void call_on_recv(struct rpc_tag *t, bool ok)
   ProtobufCMessage *msg;
 
   if (!ok || !c->recv_bb) {
-    if (ok && !call_done_reading(c) && m->on_end)
-      m->on_end(c);
+    if (ok)
+      call_invoke(c, CB_END, NULL);
     call_unref(c);
     return;
   }
@@ -292,8 +334,8 @@ static void call_on_recv(struct rpc_tag *t, bool ok)
   if (!msg) {
     if (!call_done_reading(c))
       rpc_call_fail(c, &err);
-  } else if (!call_done_reading(c) && m->on_message) {
-    m->on_message(c, msg);
+  } else {
+    call_invoke(c, CB_MESSAGE, msg);
   }
   cm_arena_free(tmp);
   if (msg && !call_done_reading(c)) {
@@ -313,7 +355,7 @@ static void call_on_send(struct rpc_tag *t, bool ok)
 {
   rpc_call *c = CALL_OF(t, t_send);
   struct send_item *done;
-  rpc_writable_fn writable = NULL;
+  bool writable = false;
 
   pthread_mutex_lock(&c->mu);
   done = c->inflight;
@@ -326,17 +368,17 @@ static void call_on_send(struct rpc_tag *t, bool ok)
   if (!c->status_sent && (c->q_head || c->finish_req))
     call_start_send_locked(c);
   else if (!c->finish_req && ok && !atomic_load(&c->cancelled))
-    writable = c->on_writable;
+    writable = c->on_writable != NULL;
   pthread_mutex_unlock(&c->mu);
   if (done) {
     grpc_byte_buffer_destroy(done->bb);
     cm_free(done);
   }
   if (writable)
-    writable(c);
+    call_invoke(c, CB_WRITABLE, NULL);
   if (c->status_sent && !c->send_inflight && cm_log_enabled(CM_LOG_DEBUG))
-    cm_log(CM_LOG_DEBUG, "call", "method=%s code=%s ms=%lld", c->path,
-           cm_grpc_code_name(cm_code_to_grpc(c->fin_code)),
+    cm_log(CM_LOG_DEBUG, "call", "method=%s code=%s cancelled=%b ms=%lld", c->path,
+           cm_grpc_code_name(cm_code_to_grpc(c->fin_code)), (int)atomic_load(&c->cancelled),
            (long long)(rpc_now_ms() - c->started_ms));
   call_unref(c);
 }
@@ -349,10 +391,10 @@ static void call_on_close(struct rpc_tag *t, bool ok)
   pthread_mutex_lock(&c->mu);
   if (!ok || c->close_cancelled)
     atomic_store(&c->cancelled, true);
-  notify = atomic_load(&c->cancelled) && !c->finish_req && c->rm && c->rm->method->on_cancel;
+  notify = atomic_load(&c->cancelled) && !c->finish_req && c->rm;
   pthread_mutex_unlock(&c->mu);
   if (notify)
-    c->rm->method->on_cancel(c);
+    call_invoke(c, CB_CANCEL, NULL);
   call_unref(c);
 }
 

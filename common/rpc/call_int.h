@@ -8,13 +8,23 @@
 
 #include "rpc_int.h"
 
+/* One completion queue and the threads that drain it. Handlers run on these threads: one
+ * thread per queue keeps the fast path free of hand-offs, and when every thread of a queue has
+ * been inside a handler for a few milliseconds the server's supervisor starts another (up to
+ * max_threads); spares retire when they come back. The queue never stalls behind a slow
+ * handler. */
 struct rpc_worker {
   grpc_server *server_gs;     /* the server the worker requests calls from */
   grpc_completion_queue *cq;  /* this worker's queue: its calls' events all land here */
   atomic_bool *stopping;      /* the server's flag: stop requesting new calls */
   atomic_int *active;         /* the server's count of calls started and not yet freed */
   size_t max_message;         /* send cap */
-  pthread_t thread;           /* the thread draining cq */
+  pthread_mutex_t mu;         /* guards the counts below */
+  pthread_cond_t gone;        /* signalled when threads drops to 0 */
+  int threads;                /* threads serving cq */
+  int idle;                   /* of them, waiting in grpc_completion_queue_next */
+  int max_threads;            /* cap */
+  int64_t progress_ms;        /* when a thread last took or finished an event */
 };
 
 struct rpc_reg_method {
@@ -40,6 +50,7 @@ struct rpc_call {
   struct rpc_tag t_new, t_recv, t_send, t_close; /* one tag per kind of batch */
   atomic_int refs;                    /* batches in flight + the handler until it finishes */
   atomic_bool cancelled;              /* cancelled, deadline passed, or transport broke */
+  pthread_mutex_t cb_mu;              /* serializes the handler's callbacks */
   pthread_mutex_t mu;                 /* guards everything below */
   bool md_sent;                       /* initial metadata went out */
   bool send_inflight;                 /* a send batch is in flight (one at a time) */

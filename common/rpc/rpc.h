@@ -79,7 +79,8 @@ struct rpc_service {
 
 struct rpc_server_opts {
   const char *listen;       /* "HOST:PORT"; port 0 picks a free one */
-  int workers;              /* worker threads (each with a completion queue); 0: 2 per core */
+  int workers;              /* completion queues, each drained by its own threads (more start
+                               while handlers block); 0: one per core */
   size_t max_message;       /* cap on a message in either direction; 0: RPC_DEFAULT_MAX_MESSAGE */
   int grace_ms;             /* shutdown grace for in-flight calls; 0: RPC_DEFAULT_GRACE_MS */
   const char *tls_cert;     /* PEM certificate chain file; with tls_key, serve TLS */
@@ -101,8 +102,13 @@ int rpc_server_add_service(rpc_server *s, const struct rpc_service *svc, struct 
  * The set of the Credito protos and the standard gRPC ones is always present. */
 int rpc_server_add_descriptors(rpc_server *s, const uint8_t *set, size_t len, struct cm_error *err);
 
-/* Binds, starts the workers and logs the "listening" line with the real port. */
+/* Binds and starts the workers; calls are served from here on, but health says NOT_SERVING
+ * until rpc_server_ready(). */
 int rpc_server_start(rpc_server *s, struct cm_error *err);
+
+/* Marks every service SERVING and logs the "listening" line with the real port: the signal
+ * that the program is ready, which scripts and tests wait for. */
+void rpc_server_ready(rpc_server *s);
 
 /* The bound port after rpc_server_start(), else 0. */
 int rpc_server_port(const rpc_server *s);

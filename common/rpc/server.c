@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <grpc/grpc_security.h>
@@ -33,6 +34,9 @@ struct rpc_server {
   atomic_bool stopping;               /* shutdown began: workers stop requesting calls */
   atomic_bool stop_asked;             /* rpc_server_stop() was called */
   atomic_int active;                  /* calls in progress */
+  atomic_bool supervisor_stop;        /* ends the supervisor */
+  pthread_t supervisor;               /* adds threads to stalled queues */
+  bool has_supervisor;
   bool started, stopped;
   int port;                           /* bound port */
 };
@@ -93,10 +97,11 @@ rpc_server *rpc_server_new(const struct rpc_server_opts *opts, struct cm_error *
   if (s->opts.grace_ms <= 0)
     s->opts.grace_ms = RPC_DEFAULT_GRACE_MS;
   ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-  s->nworkers = opts->workers > 0 ? opts->workers : (int)(ncpu > 0 ? 2 * ncpu : 2);
+  s->nworkers = opts->workers > 0 ? opts->workers : (int)(ncpu > 0 ? ncpu : 1);
   atomic_init(&s->stopping, false);
   atomic_init(&s->stop_asked, false);
   atomic_init(&s->active, 0);
+  atomic_init(&s->supervisor_stop, false);
   s->health = rpc_health_new();
   s->refl = rpc_reflection_new();
   if (!s->health || !s->refl)
@@ -176,20 +181,82 @@ static grpc_server_credentials *server_creds(rpc_server *s, struct cm_error *err
   return creds;
 }
 
+#define WORKER_STALL_MS 5      /* a queue whose threads are all this long in handlers gets one more */
+#define WORKER_MAX_THREADS 64
+#define SUPERVISOR_TICK_NS (2 * 1000 * 1000)
+
+static void *worker_main(void *arg);
+
+/* Starts a thread on w's queue; caller holds w->mu. */
+static int worker_spawn_locked(struct rpc_worker *w)
+{
+  pthread_t th;
+  pthread_attr_t attr;
+  int rc;
+
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  rc = pthread_create(&th, &attr, worker_main, w);
+  pthread_attr_destroy(&attr);
+  if (rc)
+    return CM_E_NOMEM;
+  w->threads++;
+  w->idle++;
+  return 0;
+}
+
 static void *worker_main(void *arg)
 {
   struct rpc_worker *w = arg;
 
   for (;;) {
     grpc_event ev = grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    struct rpc_tag *tag = ev.tag;
 
+    pthread_mutex_lock(&w->mu);
+    w->idle--;
+    w->progress_ms = rpc_now_ms();
     if (ev.type == GRPC_QUEUE_SHUTDOWN)
       break;
-    if (ev.type == GRPC_OP_COMPLETE) {
-      struct rpc_tag *tag = ev.tag;
-
+    pthread_mutex_unlock(&w->mu);
+    if (ev.type == GRPC_OP_COMPLETE)
       tag->fn(tag, ev.success != 0);
+    pthread_mutex_lock(&w->mu);
+    w->progress_ms = rpc_now_ms();
+    if (w->idle > 0 && w->threads > 1) /* a spare took over while we were busy: retire */
+      break;
+    w->idle++;
+    pthread_mutex_unlock(&w->mu);
+  }
+  w->threads--;
+  if (w->threads == 0)
+    pthread_cond_broadcast(&w->gone);
+  pthread_mutex_unlock(&w->mu);
+  return NULL;
+}
+
+/* Watches the queues: one whose every thread is stuck in a handler gets another thread, so
+ * cancellations, stream sends and other calls on it keep moving. */
+static void *supervisor_main(void *arg)
+{
+  rpc_server *s = arg;
+  struct timespec tick = {0, SUPERVISOR_TICK_NS};
+
+  while (!atomic_load(&s->supervisor_stop)) {
+    int64_t now = rpc_now_ms();
+
+    for (int i = 0; i < s->nworkers; i++) {
+      struct rpc_worker *w = &s->workers[i];
+
+      pthread_mutex_lock(&w->mu);
+      if (w->idle == 0 && w->threads < w->max_threads &&
+          now - w->progress_ms >= WORKER_STALL_MS) {
+        if (worker_spawn_locked(w) == 0)
+          w->progress_ms = now;
+      }
+      pthread_mutex_unlock(&w->mu);
     }
+    nanosleep(&tick, NULL);
   }
   return NULL;
 }
@@ -213,6 +280,9 @@ static int server_create_core(rpc_server *s, struct cm_error *err)
     struct rpc_worker *w = &s->workers[i];
 
     w->cq = grpc_completion_queue_create_for_next(NULL);
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->gone, NULL);
+    w->max_threads = WORKER_MAX_THREADS;
     w->server_gs = s->gs;
     w->stopping = &s->stopping;
     w->active = &s->active;
@@ -260,14 +330,23 @@ int rpc_server_start(rpc_server *s, struct cm_error *err)
           return cm_error_set(err, CM_E_NOMEM, "out of memory requesting calls");
     if (rpc_call_request(w, NULL))
       return cm_error_set(err, CM_E_NOMEM, "out of memory requesting calls");
-    if (pthread_create(&w->thread, NULL, worker_main, w)) {
-      w->thread = 0;
-      return cm_error_set(err, CM_E_INTERNAL, "cannot start worker thread");
-    }
+    pthread_mutex_lock(&w->mu);
+    rc = worker_spawn_locked(w);
+    pthread_mutex_unlock(&w->mu);
+    if (rc)
+      return cm_error_set(err, CM_E_INTERNAL, "cannot start worker threads");
   }
-  cm_log(CM_LOG_INFO, "listening", "addr=%s port=%d tls=%b mtls=%b workers=%d", s->listen,
-         s->port, s->tls_cert != NULL, s->tls_client_ca != NULL, s->nworkers);
+  if (pthread_create(&s->supervisor, NULL, supervisor_main, s))
+    return cm_error_set(err, CM_E_INTERNAL, "cannot start the supervisor thread");
+  s->has_supervisor = true;
   return 0;
+}
+
+void rpc_server_ready(rpc_server *s)
+{
+  rpc_health_set(s->health, "", true);
+  cm_log(CM_LOG_INFO, "listening", "addr=%s port=%d tls=%b mtls=%b queues=%d", s->listen,
+         s->port, s->tls_cert != NULL, s->tls_client_ca != NULL, s->nworkers);
 }
 
 int rpc_server_port(const rpc_server *s)
@@ -335,11 +414,33 @@ static void server_shutdown(rpc_server *s)
   }
   grpc_completion_queue_shutdown(cq);
   grpc_completion_queue_destroy(cq);
+  /* Cancelled calls still belong to their handlers until they finish: the queues must stay
+   * open for those last batches. */
+  for (int64_t next_log = rpc_now_ms() + 1000; atomic_load(&s->active) > 0;) {
+    struct timespec tick = {0, 5 * 1000 * 1000};
+
+    if (rpc_now_ms() >= next_log) {
+      cm_log(CM_LOG_WARN, "waiting for handlers to finish cancelled calls", "calls=%d",
+             atomic_load(&s->active));
+      next_log += 1000;
+    }
+    nanosleep(&tick, NULL);
+  }
+  if (s->has_supervisor) {
+    atomic_store(&s->supervisor_stop, true);
+    pthread_join(s->supervisor, NULL);
+    s->has_supervisor = false;
+  }
   for (int i = 0; i < s->nworkers; i++)
     grpc_completion_queue_shutdown(s->workers[i].cq);
-  for (int i = 0; i < s->nworkers; i++)
-    if (s->workers[i].thread)
-      pthread_join(s->workers[i].thread, NULL);
+  for (int i = 0; i < s->nworkers; i++) {
+    struct rpc_worker *w = &s->workers[i];
+
+    pthread_mutex_lock(&w->mu);
+    while (w->threads > 0)
+      pthread_cond_wait(&w->gone, &w->mu);
+    pthread_mutex_unlock(&w->mu);
+  }
 }
 
 int rpc_server_wait(rpc_server *s)
@@ -374,6 +475,8 @@ void rpc_server_free(rpc_server *s)
           ;
       }
       grpc_completion_queue_destroy(cq);
+      pthread_mutex_destroy(&s->workers[i].mu);
+      pthread_cond_destroy(&s->workers[i].gone);
     }
     cm_free(s->workers);
   }

@@ -49,6 +49,6 @@ int svc_run(rpc_server *s)
     cm_log(CM_LOG_ERROR, "cannot start", "error=%s", err.msg);
     return 1;
   }
-  rpc_server_set_serving(s, "", true);
+  rpc_server_ready(s);
   return rpc_server_wait(s);
 }

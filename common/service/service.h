@@ -14,7 +14,7 @@
    false, NULL, false},                                                                          \
   {"log-level", "CREDITO_LOG_LEVEL", "info", "debug, info, warn, error or off", false, NULL,     \
    false},                                                                                       \
-  {"workers", "CREDITO_WORKERS", "0", "worker threads, each with a completion queue (0: 2 per " \
+  {"workers", "CREDITO_WORKERS", "0", "completion queues, each with its own threads (0: one per " \
    "core)", false, NULL, false},                                                                 \
   {"max-message", "CREDITO_MAX_MESSAGE", "4194304", "largest gRPC message in bytes, either way", \
    false, NULL, false},                                                                          \
@@ -34,7 +34,7 @@
 int svc_config(const char *program, const char *summary, struct cm_opt *opts, size_t nopts,
                int argc, char **argv, struct rpc_server_opts *out, struct cm_error *err);
 
-/* Starts s, marks every service SERVING, waits for SIGINT/SIGTERM and shuts down. Returns the
+/* Starts s, marks it ready (every service SERVING, the "listening" line), waits for SIGINT/SIGTERM and shuts down. Returns the
  * process exit code: 0 after a clean shutdown, 1 if the server could not start. */
 int svc_run(rpc_server *s);
 
