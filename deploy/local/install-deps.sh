@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs everything Credito needs to build and test on Debian 12: the C toolchain and
+# libraries (apt) and the third-party protocol peers the tests use (npm, from the lockfile).
+# Idempotent; needs root (or sudo) for apt-get.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+packages=(
+  build-essential cmake pkg-config
+  libgrpc-dev protobuf-compiler protobuf-c-compiler libprotobuf-c-dev libprotobuf-dev grpc-proto
+  libcurl4-openssl-dev libssl-dev libjansson-dev libmicrohttpd-dev libcmocka-dev
+  clang libclang-rt-14-dev valgrind openssl iproute2
+  python3 python3-grpcio python3-protobuf
+)
+command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
+command -v npm >/dev/null 2>&1 || packages+=(npm)
+
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "apt-get install ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+fi
+
+# Test peers pinned by tests/peers/package-lock.json.
+(cd tests/peers && npm ci --no-audit --no-fund --loglevel=error)

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Quickstart: installs what Credito needs, builds it, starts the registry, trainer and predictor
+# on loopback, and shows over reflection and health what each serves. Training and prediction
+# join this script as their services land (issues #3-#5). Stop with deploy/local/stop.sh.
+# Environment: CREDITO_RUN_DIR (default .credito-run) holds logs and pids.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+run=${CREDITO_RUN_DIR:-$root/.credito-run}
+
+deploy/local/install-deps.sh
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$(nproc)" >/dev/null
+mkdir -p "$run"
+deploy/local/stop.sh >/dev/null 2>&1 || true
+
+start() { # name port
+  local bin="build/services/$1/credito-$1"
+  "$bin" --listen "127.0.0.1:$2" 2>"$run/$1.log" &
+  echo $! >"$run/$1.pid"
+  for _ in $(seq 100); do
+    grep -q '"msg":"listening"' "$run/$1.log" && return 0
+    sleep 0.05
+  done
+  echo "credito-$1 did not start; its log:" >&2
+  cat "$run/$1.log" >&2
+  return 1
+}
+start registry 50051
+start trainer 50052
+start predictor 50053
+
+buf=tests/peers/node_modules/.bin/buf
+for p in 50051 50052 50053; do
+  echo "== 127.0.0.1:$p"
+  $buf curl --protocol grpc --http2-prior-knowledge --list-services "http://127.0.0.1:$p"
+  $buf curl --protocol grpc --http2-prior-knowledge "http://127.0.0.1:$p/grpc.health.v1.Health/Check"
+  echo
+done
+cat <<MSG
+Credito is running: registry :50051, trainer :50052, predictor :50053 (logs in $run).
+Try:  $buf curl --protocol grpc --http2-prior-knowledge --list-methods http://127.0.0.1:50051
+Stop: deploy/local/stop.sh
+MSG

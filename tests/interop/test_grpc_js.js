@@ -1,0 +1,218 @@
+// Interop: the echo test server and the registry against @grpc/grpc-js (Node's pure-JS gRPC
+// client, a different HTTP/2 stack from the C core): the four call shapes, health, unknown
+// methods, deadlines, and a graceful stop with the client connection still open.
+//
+// Run: node tests/interop/test_grpc_js.js [BUILD_DIR]   (or CREDITO_BUILD_DIR; default
+// /work/main/build). The modules come from tests/peers/node_modules (cd tests/peers && npm ci).
+'use strict';
+
+const path = require('node:path');
+const fs = require('node:fs');
+const { spawn } = require('node:child_process');
+const { test, after } = require('node:test');
+const assert = require('node:assert/strict');
+
+const SRC = path.resolve(__dirname, '..', '..');
+const PEERS = path.join(SRC, 'tests', 'peers', 'node_modules');
+let grpc;
+let protoLoader;
+try {
+  grpc = require(path.join(PEERS, '@grpc', 'grpc-js'));
+  protoLoader = require(path.join(PEERS, '@grpc', 'proto-loader'));
+} catch (e) {
+  console.error(`FAIL: @grpc/grpc-js or @grpc/proto-loader missing under ${PEERS} ` +
+    `(cd tests/peers && npm ci): ${e.message}`);
+  process.exit(1);
+}
+
+const BUILD = process.argv[2] || process.env.CREDITO_BUILD_DIR || '/work/main/build';
+const BIN = {
+  echo: path.join(BUILD, 'tests/integration/credito-echo-server'),
+  registry: path.join(BUILD, 'services/registry/credito-registry'),
+};
+const GRPC_PROTO = '/usr/share/grpc-proto';
+const S = grpc.status;
+
+const live = new Set();
+process.on('exit', () => {
+  for (const p of live) {
+    try { p.kill('SIGKILL'); } catch (e) { /* already gone */ }
+  }
+});
+
+// Starts a server on a free port; resolves {proc, port, stderr(), exited} once it logged
+// "listening" and then that it is serving (each stderr line parsed as JSON).
+function startServer(bin, args = []) {
+  if (!fs.existsSync(bin)) throw new Error(`${bin} not built (pass the build dir)`);
+  return new Promise((resolve, reject) => {
+    const proc = spawn(bin, ['--listen', '127.0.0.1:0', ...args],
+      { stdio: ['ignore', 'ignore', 'pipe'] });
+    live.add(proc);
+    let buf = '';
+    let port = null;
+    let serving = false;
+    const lines = [];
+    const exited = new Promise((res) => proc.on('exit', (code, sig) => {
+      live.delete(proc);
+      res({ code, sig });
+    }));
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(new Error(`${bin}: not listening and serving within 10 s:\n${lines.join('\n')}`));
+    }, 10000);
+    proc.stderr.on('data', (chunk) => {
+      buf += chunk.toString();
+      let i;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        lines.push(line);
+        let rec = null;
+        try { rec = JSON.parse(line); } catch (e) { /* not JSON */ }
+        if (rec && rec.msg === 'listening') port = rec.port;
+        if (rec && rec.msg === 'health' && rec.service === '' && rec.serving === true) {
+          serving = true;
+        }
+        if (port !== null && serving) {
+          clearTimeout(timer);
+          resolve({ proc, port, stderr: () => lines.join('\n'), exited });
+        }
+      }
+    });
+    proc.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${bin} exited ${code}:\n${lines.join('\n')}`));
+    });
+  });
+}
+
+const loadOpts = { keepCase: false, longs: String, enums: String, bytes: Buffer, defaults: true };
+const echoPkg = grpc.loadPackageDefinition(protoLoader.loadSync('credito/test/v1/echo.proto',
+  { ...loadOpts, includeDirs: [path.join(SRC, 'tests', 'proto')] }));
+const healthPkg = grpc.loadPackageDefinition(protoLoader.loadSync('grpc/health/v1/health.proto',
+  { ...loadOpts, includeDirs: [GRPC_PROTO] }));
+
+const deadline = (ms) => new Date(Date.now() + ms);
+const call = (client, method, req, ms = 5000) => new Promise((resolve, reject) => {
+  client[method](req, { deadline: deadline(ms) },
+    (err, resp) => (err ? reject(err) : resolve(resp)));
+});
+
+let echoSrv;
+let echoClient;
+let healthClient;
+
+after(async () => {
+  if (echoClient) echoClient.close();
+  if (healthClient) healthClient.close();
+  if (echoSrv && echoSrv.proc.exitCode === null) echoSrv.proc.kill('SIGKILL');
+});
+
+test('echo server over grpc-js', async (t) => {
+  echoSrv = await startServer(BIN.echo, ['--workers', '4']);
+  const target = `127.0.0.1:${echoSrv.port}`;
+  echoClient = new echoPkg.credito.test.v1.Echo(target, grpc.credentials.createInsecure());
+  healthClient = new healthPkg.grpc.health.v1.Health(target, grpc.credentials.createInsecure());
+
+  await t.test('Health/Check is SERVING', async () => {
+    const r = await call(healthClient, 'Check', { service: '' });
+    assert.equal(r.status, 'SERVING');
+    await assert.rejects(call(healthClient, 'Check', { service: 'no.such.Service' }),
+      (e) => e.code === S.NOT_FOUND);
+  });
+
+  await t.test('unary Echo', async () => {
+    const r = await call(echoClient, 'Echo', { text: 'héllo', payload: Buffer.from([0, 1, 255]) });
+    assert.equal(r.text, 'héllo');
+    assert.deepEqual([...r.payload], [0, 1, 255]);
+    assert.equal(r.seq, 1);
+    assert.equal(r.serverPid, echoSrv.proc.pid);
+  });
+
+  await t.test('fail_code and deadline', async () => {
+    await assert.rejects(call(echoClient, 'Echo', { failCode: 7 }),
+      (e) => e.code === S.PERMISSION_DENIED && e.details === 'failed as asked');
+    const t0 = Date.now();
+    await assert.rejects(call(echoClient, 'Echo', { sleepMs: 2000 }, 200),
+      (e) => e.code === S.DEADLINE_EXCEEDED);
+    assert.ok(Date.now() - t0 < 1000);
+  });
+
+  await t.test('server stream Count', async () => {
+    const got = await new Promise((resolve, reject) => {
+      const out = [];
+      const s = echoClient.Count({ n: 5 }, { deadline: deadline(5000) });
+      s.on('data', (m) => out.push(m.seq));
+      s.on('error', reject);
+      s.on('end', () => resolve(out));
+    });
+    assert.deepEqual(got, [1, 2, 3, 4, 5]);
+  });
+
+  await t.test('client stream Sum', async () => {
+    const r = await new Promise((resolve, reject) => {
+      const s = echoClient.Sum({ deadline: deadline(5000) },
+        (err, resp) => (err ? reject(err) : resolve(resp)));
+      for (let i = 0; i < 3; i++) s.write({ payload: Buffer.alloc(10) });
+      s.end();
+    });
+    assert.equal(r.count, 3);
+    assert.equal(r.bytes, '30');
+  });
+
+  await t.test('bidi Chat ping-pong', async () => {
+    const s = echoClient.Chat({ deadline: deadline(5000) });
+    const texts = ['one', 'two', 'three'];
+    const got = [];
+    await new Promise((resolve, reject) => {
+      let i = 0;
+      s.on('data', (m) => {
+        got.push(m.text);
+        i++;
+        if (i < texts.length) s.write({ text: texts[i] }); else s.end();
+      });
+      s.on('error', reject);
+      s.on('end', resolve);
+      s.write({ text: texts[0] });
+    });
+    assert.deepEqual(got, texts);
+  });
+
+  await t.test('unknown method is UNIMPLEMENTED', async () => {
+    const c = new grpc.Client(target, grpc.credentials.createInsecure());
+    await assert.rejects(new Promise((resolve, reject) => {
+      c.makeUnaryRequest('/no.Such/Thing', (x) => x, (x) => x, Buffer.alloc(0),
+        { deadline: deadline(5000) }, (err, r) => (err ? reject(err) : resolve(r)));
+    }), (e) => e.code === S.UNIMPLEMENTED);
+    c.close();
+  });
+
+  await t.test('SIGTERM with an in-flight call and an open connection', async () => {
+    const inflight = call(echoClient, 'Echo', { text: 'in flight', sleepMs: 800 }, 10000);
+    await new Promise((r) => setTimeout(r, 200));
+    const t0 = Date.now();
+    echoSrv.proc.kill('SIGTERM');
+    const r = await inflight;
+    assert.equal(r.text, 'in flight');
+    const { code, sig } = await echoSrv.exited;
+    assert.equal(sig, null, `killed by ${sig}\n${echoSrv.stderr()}`);
+    assert.equal(code, 0, echoSrv.stderr());
+    assert.ok(Date.now() - t0 < 4000, `exit took ${Date.now() - t0} ms`);
+  });
+});
+
+test('registry over grpc-js: UNIMPLEMENTED naming the issue', async () => {
+  const srv = await startServer(BIN.registry);
+  const c = new grpc.Client(`127.0.0.1:${srv.port}`, grpc.credentials.createInsecure());
+  try {
+    await assert.rejects(new Promise((resolve, reject) => {
+      c.makeUnaryRequest('/credito.v1.Registry/GetRun', (x) => x, (x) => x, Buffer.alloc(0),
+        { deadline: deadline(5000) }, (err, r) => (err ? reject(err) : resolve(r)));
+    }), (e) => e.code === S.UNIMPLEMENTED && /issue #\d+/.test(e.details));
+  } finally {
+    c.close();
+    srv.proc.kill('SIGTERM');
+    const { code } = await srv.exited;
+    assert.equal(code, 0, srv.stderr());
+  }
+});

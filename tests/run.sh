@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The test command: builds Credito, runs every ctest label (unit, integration, interop, system),
+# then rebuilds with AddressSanitizer + UndefinedBehaviorSanitizer and runs the unit and
+# integration tests again. Usage: tests/run.sh [--no-sanitize]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc)
+export GRPC_VERBOSITY=${GRPC_VERBOSITY:-NONE}
+
+echo "== build (RelWithDebInfo) =="
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$jobs"
+echo "== tests =="
+(cd build && ctest --output-on-failure -j"$jobs" --timeout 300)
+
+if [ "${1:-}" != "--no-sanitize" ]; then
+  echo "== build (ASan + UBSan) =="
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCREDITO_SANITIZE=ON >/dev/null
+  cmake --build build-asan -j"$jobs"
+  echo "== unit and integration tests under ASan + UBSan =="
+  (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --output-on-failure -j"$jobs" -L 'unit|integration' --timeout 600)
+fi
