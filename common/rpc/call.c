@@ -57,6 +57,7 @@ static rpc_call *call_alloc(struct rpc_worker *w, const struct rpc_reg_method *r
   atomic_init(&c->cancelled, false);
   pthread_mutex_init(&c->mu, NULL);
   pthread_mutex_init(&c->cb_mu, NULL);
+  pthread_cond_init(&c->space, NULL);
   grpc_metadata_array_init(&c->md);
   grpc_call_details_init(&c->details);
   c->t_new.fn = call_on_new;
@@ -88,6 +89,7 @@ static void call_destroy(rpc_call *c)
   cm_arena_free(c->arena);
   pthread_mutex_destroy(&c->mu);
   pthread_mutex_destroy(&c->cb_mu);
+  pthread_cond_destroy(&c->space);
   cm_free(c);
 }
 
@@ -392,6 +394,7 @@ static void call_on_close(struct rpc_tag *t, bool ok)
   if (!ok || c->close_cancelled)
     atomic_store(&c->cancelled, true);
   notify = atomic_load(&c->cancelled) && !c->finish_req && c->rm;
+  pthread_cond_broadcast(&c->space);
   pthread_mutex_unlock(&c->mu);
   if (notify)
     call_invoke(c, CB_CANCEL, NULL);
@@ -400,13 +403,17 @@ static void call_on_close(struct rpc_tag *t, bool ok)
 
 /* ---- the handler's interface ---- */
 
-int rpc_call_write(rpc_call *c, const ProtobufCMessage *msg)
+/* Queues msg; with wait_ms > 0 waits that long for room instead of failing when the queue is
+ * full. */
+static int call_write(rpc_call *c, const ProtobufCMessage *msg, int64_t wait_ms)
 {
   struct cm_error err;
   struct send_item *it;
   size_t len = 0;
   grpc_byte_buffer *bb = rpc_pack(msg, c->w->max_message, &len, &err);
   int rc = 0;
+  gpr_timespec until = rpc_deadline_in(wait_ms);
+  struct timespec ts = {until.tv_sec, until.tv_nsec};
 
   if (!bb)
     return err.code;
@@ -418,10 +425,15 @@ int rpc_call_write(rpc_call *c, const ProtobufCMessage *msg)
   it->bb = bb;
   it->len = len;
   pthread_mutex_lock(&c->mu);
+  while (wait_ms > 0 && !c->finish_req && !atomic_load(&c->cancelled) && c->q_head &&
+         c->q_bytes + len > RPC_MAX_QUEUED_BYTES) {
+    if (pthread_cond_timedwait(&c->space, &c->mu, &ts) != 0)
+      break;
+  }
   if (c->finish_req || atomic_load(&c->cancelled)) {
     rc = CM_E_CANCELLED;
-  } else if (c->q_bytes + len > RPC_MAX_QUEUED_BYTES) {
-    rc = CM_E_EXHAUSTED;
+  } else if (c->q_head && c->q_bytes + len > RPC_MAX_QUEUED_BYTES) {
+    rc = wait_ms > 0 ? CM_E_DEADLINE : CM_E_EXHAUSTED;
   } else {
     if (c->q_tail)
       c->q_tail->next = it;
@@ -439,6 +451,16 @@ int rpc_call_write(rpc_call *c, const ProtobufCMessage *msg)
     cm_free(it);
   }
   return rc;
+}
+
+int rpc_call_write(rpc_call *c, const ProtobufCMessage *msg)
+{
+  return call_write(c, msg, 0);
+}
+
+int rpc_call_write_wait(rpc_call *c, const ProtobufCMessage *msg, int64_t wait_ms)
+{
+  return call_write(c, msg, wait_ms > 0 ? wait_ms : 1);
 }
 
 void rpc_call_finish(rpc_call *c, int code, const char *msg)

@@ -52,6 +52,7 @@ struct rpc_call {
   atomic_bool cancelled;              /* cancelled, deadline passed, or transport broke */
   pthread_mutex_t cb_mu;              /* serializes the handler's callbacks */
   pthread_mutex_t mu;                 /* guards everything below */
+  pthread_cond_t space;               /* the send queue shrank, or the call ended */
   bool md_sent;                       /* initial metadata went out */
   bool send_inflight;                 /* a send batch is in flight (one at a time) */
   bool finish_req;                    /* the handler called finish */

@@ -163,6 +163,12 @@ void rpc_call_on_writable(rpc_call *call, rpc_writable_fn fn);
  * borrowed: it is serialized before the call returns. Thread safe. */
 int rpc_call_write(rpc_call *call, const ProtobufCMessage *msg);
 
+/* Like rpc_call_write, but when the queue is full waits up to wait_ms for the client to take
+ * what waits (CM_E_DEADLINE after that): backpressure for a handler streaming large content.
+ * Blocks the calling thread: call it from a handler's own thread or a worker thread (a blocked
+ * worker's queue gets another thread), never with a lock the call's events need. */
+int rpc_call_write_wait(rpc_call *call, const ProtobufCMessage *msg, int64_t wait_ms);
+
 /* Ends the call with a status (a CM_E_* code, mapped to gRPC) and a message (may be NULL), after
  * every queued message is sent. The handler must not touch the call afterwards. Thread safe. */
 void rpc_call_finish(rpc_call *call, int code, const char *msg);
