@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Quickstart: installs what Credito needs, builds it, starts the registry, trainer and predictor
-# on loopback, and shows over reflection and health what each serves. Training and prediction
-# join this script as their services land (issues #3-#5). Stop with deploy/local/stop.sh.
-# Environment: CREDITO_RUN_DIR (default .credito-run) holds logs and pids.
+# Quickstart: installs what Credito needs, builds it, starts the registry (on the embedded file
+# store, or on S3 when CREDITO_STORE=s3://... and AWS_ENDPOINT_URL_S3 are set), the trainer and
+# the predictor on loopback, pushes German Credit as a versioned dataset, and shows what each
+# service serves. Training and prediction join this script as their services land (issues #4,
+# #5). Stop with deploy/local/stop.sh.
+# Environment: CREDITO_RUN_DIR (default .credito-run) holds logs, pids and the file store.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -13,6 +15,8 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$(nproc)" >/dev/null
 mkdir -p "$run"
 deploy/local/stop.sh >/dev/null 2>&1 || true
+
+export CREDITO_STORE=${CREDITO_STORE:-file://$run/store}
 
 start() { # name port
   local bin="build/services/$1/credito-$1"
@@ -30,6 +34,13 @@ start registry 50051
 start trainer 50052
 start predictor 50053
 
+ctl=build/services/ctl/creditoctl
+mkdir -p "$run/data"
+cp data/raw/credit-g.arff "$run/data/"
+echo "== dataset push (store: $CREDITO_STORE)"
+$ctl --registry 127.0.0.1:50051 dataset push "$run/data/credit-g.arff" --name german-credit
+echo
+
 buf=tests/peers/node_modules/.bin/buf
 for p in 50051 50052 50053; do
   echo "== 127.0.0.1:$p"
@@ -39,6 +50,8 @@ for p in 50051 50052 50053; do
 done
 cat <<MSG
 Credito is running: registry :50051, trainer :50052, predictor :50053 (logs in $run).
-Try:  $buf curl --protocol grpc --http2-prior-knowledge --list-methods http://127.0.0.1:50051
+Try:  $ctl dataset list
+      $ctl events
+      $buf curl --protocol grpc --http2-prior-knowledge --list-methods http://127.0.0.1:50051
 Stop: deploy/local/stop.sh
 MSG

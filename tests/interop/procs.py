@@ -10,7 +10,9 @@ import atexit
 import ctypes
 import json
 import os
+import tempfile
 import shlex
+import shutil
 import signal
 import subprocess
 import threading
@@ -66,6 +68,10 @@ class Server:
         self.argv = wrapper + [binary(program), "--listen", "127.0.0.1:0", "--log-level", "info"]
         self.argv += [str(a) for a in args]
         self.env = dict(os.environ, **(env or {}))
+        if program == "credito-registry" and "CREDITO_STORE" not in (env or {}):
+            # Never the user's default store: a fresh temporary one per server.
+            self._store_dir = tempfile.mkdtemp(prefix="credito-store-")
+            self.env["CREDITO_STORE"] = "file://" + self._store_dir
         self.proc = None
         self.port = None
         self.lines = []          # raw stderr lines
@@ -176,6 +182,9 @@ class Server:
             self.proc.stderr.close()
         with _live_lock:
             _live.discard(self)
+        if getattr(self, "_store_dir", None):
+            shutil.rmtree(self._store_dir, ignore_errors=True)
+            self._store_dir = None
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None

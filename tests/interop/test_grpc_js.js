@@ -8,6 +8,7 @@
 
 const path = require('node:path');
 const fs = require('node:fs');
+const os = require('node:os');
 const { spawn } = require('node:child_process');
 const { test, after } = require('node:test');
 const assert = require('node:assert/strict');
@@ -201,18 +202,22 @@ test('echo server over grpc-js', async (t) => {
   });
 });
 
-test('registry over grpc-js: UNIMPLEMENTED naming the issue', async () => {
-  const srv = await startServer(BIN.registry);
+test('registry over grpc-js: an unknown run is NOT_FOUND, naming it', async () => {
+  const store = fs.mkdtempSync(path.join(os.tmpdir(), 'credito-store-'));
+  const srv = await startServer(BIN.registry, ['--store', `file://${store}`]);
   const c = new grpc.Client(`127.0.0.1:${srv.port}`, grpc.credentials.createInsecure());
   try {
     await assert.rejects(new Promise((resolve, reject) => {
-      c.makeUnaryRequest('/credito.v1.Registry/GetRun', (x) => x, (x) => x, Buffer.alloc(0),
+      // GetRunRequest{run_id: "abc"}, encoded by hand.
+      c.makeUnaryRequest('/credito.v1.Registry/GetRun', (x) => x, (x) => x,
+        Buffer.from([0x0a, 0x03, 0x61, 0x62, 0x63]),
         { deadline: deadline(5000) }, (err, r) => (err ? reject(err) : resolve(r)));
-    }), (e) => e.code === S.UNIMPLEMENTED && /issue #\d+/.test(e.details));
+    }), (e) => e.code === S.NOT_FOUND && /unknown run 'abc'/.test(e.details));
   } finally {
     c.close();
     srv.proc.kill('SIGTERM');
     const { code } = await srv.exited;
     assert.equal(code, 0, srv.stderr());
+    fs.rmSync(store, { recursive: true, force: true });
   }
 });

@@ -87,7 +87,8 @@ def run(program, drive, buf):
     os.environ["CREDITO_SERVER_WRAPPER"] = (
         "valgrind --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite "
         "--error-exitcode=99 --log-file=%s" % log.name)
-    args = ["--max-message", "65536", "--workers", "2"] if program == "credito-echo-server" else []
+    args = ["--max-message", "65536", "--workers", "2"] if program == "credito-echo-server" else [
+        "--store", "file://" + tempfile.mkdtemp(prefix="credito-store-")]
     srv = procs.Server(program, *args).start(timeout=120)
     try:
         ch, echo = drive(srv.target, buf)
@@ -127,8 +128,13 @@ def run(program, drive, buf):
 def drive_registry(target, buf):
     ch = grpc.insecure_channel(target)
     assert ch.unary_unary("/grpc.health.v1.Health/Check")(b"", timeout=30) == b"\x08\x01"
-    expect_code(grpc.StatusCode.UNIMPLEMENTED,
-                ch.unary_unary("/credito.v1.Registry/GetRun"), b"", timeout=30)
+    # A real round trip through the store, an unknown run, and a refused upload.
+    ch.unary_unary("/credito.v1.Registry/CreateExperiment")(b"\x0a\x02e1", timeout=30)
+    expect_code(grpc.StatusCode.NOT_FOUND,
+                ch.unary_unary("/credito.v1.Registry/GetRun"), b"\x0a\x01x", timeout=30)
+    expect_code(grpc.StatusCode.INVALID_ARGUMENT,
+                ch.stream_unary("/credito.v1.Registry/UploadArtifact"), iter([b"\x12\x01x"]),
+                timeout=30)
     subprocess.run([buf, "curl", "--protocol", "grpc", "--http2-prior-knowledge",
                     "--reflect-protocol", "grpc-v1alpha", "--list-methods", "http://" + target],
                    check=True, timeout=120, stdout=subprocess.DEVNULL)

@@ -1,0 +1,131 @@
+/* Inside the registry: the state, the store layout, and helpers shared by the operation files
+ * (reg_core.c: load, persist, audit, watch; reg_runs.c: experiments and runs; reg_models.c:
+ * datasets, models, versions, aliases, lineage, events). */
+#ifndef CREDITO_REG_INT_H
+#define CREDITO_REG_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "registry.h"
+
+/* Store layout: metadata documents under registry/, bytes under files/md5/ (DVC 3's layout). */
+#define REG_KEY_EXPERIMENT "registry/experiments/%s.json"
+#define REG_KEY_RUN "registry/runs/%s.json"
+#define REG_KEY_DATASET "registry/datasets/%s/%s.json"
+#define REG_KEY_MODEL "registry/models/%s/model.json"
+#define REG_KEY_VERSION "registry/models/%s/versions/%010lld.json"
+#define REG_KEY_EVENT "registry/events/%020llu.json"
+#define REG_KEY_BLOB "files/md5/%.2s/%s"
+
+#define REG_PAGE_DEFAULT 100
+#define REG_PAGE_MAX 1000
+#define REG_DOC_MAX (64u * 1024 * 1024) /* a metadata document read at load */
+
+struct reg_watch {
+  long id;                 /* from registry_watch */
+  char *name;              /* model name */
+  char *alias;             /* NULL: every alias */
+  registry_watch_fn fn;
+  void *ctx;
+  struct reg_watch *next;
+};
+
+struct registry {
+  store *st;                   /* borrowed */
+  struct registry_opts opts;   /* copy */
+  pthread_rwlock_t lock;       /* readers share, a writer holds it across its store writes */
+  json_t *experiments;         /* experiment_id -> Experiment */
+  json_t *runs;                /* run_id -> Run (params, metrics, tags, inputs, artifacts) */
+  json_t *datasets;            /* name -> md5 -> DatasetVersion */
+  json_t *models;              /* name -> {"model": RegisteredModel, "versions": [ModelVersion]} */
+  json_t *events;              /* the audit log, oldest first */
+  uint64_t event_seq;          /* the last audit event's number */
+  atomic_bool ready;           /* a load succeeded */
+  pthread_mutex_t load_mu;     /* guards load_err */
+  struct cm_error load_err;    /* why the last load failed */
+  struct reg_watch *watches;   /* guarded by lock (written with it held for writing) */
+  long next_watch_id;
+};
+
+/* Milliseconds since the epoch. */
+int64_t reg_now_ms(void);
+
+/* A new random 32-hex-digit id into out[33]. */
+int reg_new_id(char out[33], struct cm_error *err);
+
+/* Writes doc as readable JSON at the key printed from fmt. */
+int reg_put_doc(registry *r, const json_t *doc, struct cm_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Appends an audit event (caller holds the write lock). detail may be NULL (borrowed). */
+int reg_audit(registry *r, const char *caller, const char *action, const char *subject,
+              const json_t *detail, struct cm_error *err);
+
+/* String member of obj, or "" when absent or not a string. */
+const char *reg_str(const json_t *obj, const char *key);
+
+/* Integer member (JSON integer or decimal string), or 0. */
+long long reg_int(const json_t *obj, const char *key);
+
+/* Page through items (an array of objects, borrowed, already in order): takes req's page_size
+ * and page_token (the index to start at, as decimal text) and sets out[list_key] to the page
+ * and out["next_page_token"] when more remain. */
+int reg_page(const json_t *req, const json_t *items, const char *list_key, json_t *out,
+             struct cm_error *err);
+
+/* Sends ev (borrowed) to the watchers of its model and alias. Caller holds the lock. */
+void reg_watch_notify(registry *r, const json_t *ev);
+
+/* The latest point of each metric key of a run's history (a new array). */
+json_t *reg_metrics_latest(const json_t *history);
+
+/* The id of the last audit event, as "%020llu" text, into out[24]. */
+void reg_last_event_id(const registry *r, char out[24]);
+
+/* A model version as served: the stored version with its current aliases (new reference). */
+json_t *reg_version_view(const json_t *model_entry, long long version);
+
+/* Operations (registry_op_fn) by file. */
+int reg_op_create_experiment(registry *, const json_t *, const char *, json_t **, struct cm_error *);
+int reg_op_get_experiment(registry *, const json_t *, const char *, json_t **, struct cm_error *);
+int reg_op_list_experiments(registry *, const json_t *, const char *, json_t **, struct cm_error *);
+int reg_op_create_run(registry *, const json_t *, const char *, json_t **, struct cm_error *);
+int reg_op_get_run(registry *, const json_t *, const char *, json_t **, struct cm_error *);
+int reg_op_list_runs(registry *, const json_t *, const char *, json_t **, struct cm_error *);
+int reg_op_update_run(registry *, const json_t *, const char *, json_t **, struct cm_error *);
+int reg_op_log_params(registry *, const json_t *, const char *, json_t **, struct cm_error *);
+int reg_op_log_metrics(registry *, const json_t *, const char *, json_t **, struct cm_error *);
+int reg_op_set_tags(registry *, const json_t *, const char *, json_t **, struct cm_error *);
+int reg_op_log_inputs(registry *, const json_t *, const char *, json_t **, struct cm_error *);
+int reg_op_create_dataset_version(registry *, const json_t *, const char *, json_t **,
+                                  struct cm_error *);
+int reg_op_get_dataset_version(registry *, const json_t *, const char *, json_t **,
+                               struct cm_error *);
+int reg_op_list_dataset_versions(registry *, const json_t *, const char *, json_t **,
+                                 struct cm_error *);
+int reg_op_create_registered_model(registry *, const json_t *, const char *, json_t **,
+                                   struct cm_error *);
+int reg_op_get_registered_model(registry *, const json_t *, const char *, json_t **,
+                                struct cm_error *);
+int reg_op_list_registered_models(registry *, const json_t *, const char *, json_t **,
+                                  struct cm_error *);
+int reg_op_create_model_version(registry *, const json_t *, const char *, json_t **,
+                                struct cm_error *);
+int reg_op_get_model_version(registry *, const json_t *, const char *, json_t **,
+                             struct cm_error *);
+int reg_op_list_model_versions(registry *, const json_t *, const char *, json_t **,
+                               struct cm_error *);
+int reg_op_resolve_model(registry *, const json_t *, const char *, json_t **, struct cm_error *);
+int reg_op_set_alias(registry *, const json_t *, const char *, json_t **, struct cm_error *);
+int reg_op_delete_alias(registry *, const json_t *, const char *, json_t **, struct cm_error *);
+int reg_op_get_lineage(registry *, const json_t *, const char *, json_t **, struct cm_error *);
+int reg_op_list_events(registry *, const json_t *, const char *, json_t **, struct cm_error *);
+
+/* Loading helpers: each takes one parsed document found at key. */
+int reg_load_doc(registry *r, const char *key, json_t *doc, struct cm_error *err);
+/* After every document is in: sorts versions, derives latest versions. */
+void reg_load_finish(registry *r);
+
+#endif
