@@ -438,8 +438,9 @@ int s3_status_error(const struct s3 *s3, const struct s3_req *r, const char *wha
     cm_log(CM_LOG_WARN, "store access denied", "store=%s object=%s answer=%s", s3->endpoint, what,
            answer);
     return cm_error_set(err, CM_E_PERMISSION,
-                        "access denied to %s (check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY): %s",
-                        what, answer);
+                        "access denied to %s at %s (check AWS_ACCESS_KEY_ID/"
+                        "AWS_SECRET_ACCESS_KEY): %s",
+                        what, s3->endpoint, answer);
   }
   if (st == 404 && strcmp(doc.code, "NoSuchBucket") == 0)
     return cm_error_set(err, CM_E_NOTFOUND,
