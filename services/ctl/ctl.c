@@ -13,6 +13,7 @@ static const char usage[] =
     "Usage: creditoctl [--registry HOST:PORT] [--json] [--timeout MS] COMMAND ...\n"
     "\n"
     "  dataset push FILE --name NAME [--format arff|csv] [--parent NAME@MD5]\n"
+    "               [--target COL] [--positive LABEL]\n"
     "                                   store FILE's bytes, record a version, write FILE.dvc\n"
     "  dataset list [--name NAME]       dataset versions, newest first\n"
     "  dataset show NAME[@MD5]          one version (the newest without @MD5)\n"
@@ -188,7 +189,8 @@ int main(int argc, char **argv)
 {
   struct ctl c = {0};
   const char *env = getenv("CREDITO_REGISTRY");
-  int rc = -1;
+  bool found = false;
+  int rc = 0;
 
   c.registry_addr = env && env[0] ? env : "127.0.0.1:50051";
   c.timeout_ms = 30000;
@@ -198,10 +200,13 @@ int main(int argc, char **argv)
     return argc < 2 ? 2 : 0;
   }
   rpc_init();
-  for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-    if (strcmp(argv[1], commands[i].name) == 0)
+  for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]) && !found; i++) {
+    if (strcmp(argv[1], commands[i].name) == 0) {
+      found = true;
       rc = commands[i].fn(&c, argc - 1, argv + 1);
-  if (rc == -1) {
+    }
+  }
+  if (!found) {
     fprintf(stderr, "creditoctl: unknown command '%s'\n%s", argv[1], usage);
     rc = 2;
   } else if (rc == CM_E_INVALID && c.err.msg[0] == '\0') {

@@ -6,10 +6,14 @@
 #include <string.h>
 #include <strings.h>
 
+#include "buf.h"
+
 #include <openssl/evp.h>
 
 #include "credito/v1/registry.pb-c.h"
 #include "ctl.h"
+#include "dataset.h"
+#include "mem.h"
 
 #define CHUNK (64 * 1024)
 
@@ -65,6 +69,62 @@ out:
   if (f)
     fclose(f);
   EVP_MD_CTX_free(md);
+  return rc;
+}
+
+#define DATASET_MAX (256u * 1024 * 1024)
+
+/* Parses the data set (ARFF or CSV) to check every row and learn its schema: the features with
+ * their kinds and categories, the target column and its positive label. *schema is a new
+ * Schema as JSON; *rows the row count. */
+static int file_schema(struct ctl *c, const char *path, const char *format, const char *target,
+                       const char *positive, json_t **schema, long long *rows)
+{
+  struct cm_buf text;
+  ds_table *t = NULL;
+  json_t *features;
+  int tcol = -1, pos = -1, rc;
+  FILE *f = fopen(path, "rb");
+  size_t n;
+  char chunk[CHUNK];
+
+  cm_buf_init(&text, DATASET_MAX);
+  if (!f)
+    return cm_error_set(&c->err, CM_E_IO, "cannot read %s: %s", path, strerror(errno));
+  rc = 0;
+  while (!rc && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+    rc = cm_buf_add(&text, chunk, n);
+  fclose(f);
+  if (rc)
+    rc = cm_error_set(&c->err, rc, "%s is larger than %u bytes", path, DATASET_MAX);
+  if (!rc)
+    rc = ds_parse(text.data, text.len, format, NULL, &t, &c->err);
+  if (!rc)
+    rc = ds_schema_infer_target(t, target, positive, &tcol, &pos, &c->err);
+  if (rc)
+    goto out;
+  features = json_array();
+  for (size_t i = 0; i < ds_columns(t); i++) {
+    const struct ds_column *col = ds_column_at(t, i);
+    json_t *cats = json_array();
+
+    if ((int)i == tcol)
+      continue;
+    for (size_t k = 0; k < col->n_categories; k++)
+      json_array_append_new(cats, json_string(col->categories[k]));
+    json_array_append_new(features,
+                          json_pack("{s:s, s:s, s:o, s:b}", "name", col->name, "kind",
+                                    col->kind == DS_NUMERIC ? "FEATURE_KIND_NUMERIC"
+                                                            : "FEATURE_KIND_CATEGORICAL",
+                                    "categories", cats, "required", 1));
+  }
+  *schema = json_pack("{s:o, s:s, s:s}", "features", features, "target",
+                      ds_column_at(t, (size_t)tcol)->name, "positive_label",
+                      ds_column_at(t, (size_t)tcol)->categories[pos]);
+  *rows = (long long)ds_rows(t);
+out:
+  ds_table_free(t);
+  cm_buf_cleanup(&text);
   return rc;
 }
 
@@ -133,30 +193,41 @@ static int dataset_push(struct ctl *c, int argc, char **argv)
        false},
       {"parent", NULL, NULL, "NAME@MD5 of the dataset this one was derived from", false, NULL,
        false},
+      {"target", NULL, NULL, "the target column (default: class, else the last)", false, NULL,
+       false},
+      {"positive", NULL, NULL, "the positive (predicted) label of the target (default: bad)",
+       false, NULL, false},
   };
   struct file_facts ff = {{0}, 0, 0};
   const char *file, *name, *format, *parent;
-  json_t *req, *resp = NULL;
-  int first = 0, rc = ctl_flags(c, opts, 3, argc, argv, &first);
+  json_t *req, *resp = NULL, *schema = NULL;
+  int first = 0, rc = ctl_flags(c, opts, 5, argc, argv, &first);
 
   if (rc)
     return rc;
-  if (first >= argc || !(name = cm_opt_get(opts, 3, "name")))
+  if (first >= argc || !(name = cm_opt_get(opts, 5, "name")))
     return cm_error_set(&c->err, CM_E_INVALID, "usage: dataset push FILE --name NAME");
   file = argv[first];
-  format = cm_opt_get(opts, 3, "format");
+  format = cm_opt_get(opts, 5, "format");
   if (!format)
     format = strlen(file) > 5 && strcasecmp(file + strlen(file) - 5, ".arff") == 0 ? "arff"
                                                                                     : "csv";
+  /* Every row is checked before any byte leaves: a bad value is reported by line and column. */
   rc = file_scan(file, strcmp(format, "arff") == 0, &ff, &c->err);
   if (!rc)
+    rc = file_schema(c, file, format, cm_opt_get(opts, 5, "target"),
+                     cm_opt_get(opts, 5, "positive"), &schema, &ff.rows);
+  if (!rc)
     rc = bytes_put(c, file, &ff);
-  if (rc)
+  if (rc) {
+    json_decref(schema);
     return rc;
-  req = json_pack("{s:s, s:s, s:I, s:s, s:I, s:s}", "name", name, "md5", ff.md5, "size",
+  }
+  req = json_pack("{s:s, s:s, s:I, s:s, s:I, s:s, s:o}", "name", name, "md5", ff.md5, "size",
                   (json_int_t)ff.size, "format", format, "rows", (json_int_t)ff.rows,
-                  "source_path", strrchr(file, '/') ? strrchr(file, '/') + 1 : file);
-  parent = cm_opt_get(opts, 3, "parent");
+                  "source_path", strrchr(file, '/') ? strrchr(file, '/') + 1 : file, "schema",
+                  schema);
+  parent = cm_opt_get(opts, 5, "parent");
   if (parent && strchr(parent, '@'))
     json_object_set_new(req, "parent",
                         json_pack("{s:s#, s:s}", "name", parent, (int)(strchr(parent, '@') - parent),
@@ -170,9 +241,10 @@ static int dataset_push(struct ctl *c, int argc, char **argv)
   } else if (!rc) {
     json_t *rows = json_pack("[O]", resp);
     const char *cols[] = {"NAME=name", "MD5=blob.md5", "SIZE=blob.size", "ROWS=rows",
-                          "FORMAT=format"};
+                          "FORMAT=format", "TARGET=schema.target",
+                          "POSITIVE=schema.positive_label"};
 
-    ctl_table(rows, cols, 5);
+    ctl_table(rows, cols, 7);
     printf("wrote %s.dvc\n", file);
     json_decref(rows);
   }

@@ -8,7 +8,7 @@ reading the bytes and the JSON, restart, kill -9 mid-upload, the store down and 
 credentials, bad input, 16 concurrent writers, and WatchModel.
 
 Run: /usr/bin/python3 tests/integration/test_registry.py [BUILD_DIR] [unittest args]
-     (or CREDITO_BUILD_DIR=BUILD_DIR; default /work/main/build)
+     (or CREDITO_BUILD_DIR=BUILD_DIR; default build/ in the checkout)
 Prints a last line "N passed, M failed".
 """
 import hashlib
@@ -45,10 +45,9 @@ MiB = 1 << 20
 
 
 def data_file():
-    for p in (os.path.join(ROOT, "data", "raw", "credit-g.arff"),
-              "/work/shared/data/credit-g.arff"):
-        if os.path.exists(p):
-            return p
+    p = os.path.join(ROOT, "data", "raw", "credit-g.arff")
+    if os.path.exists(p):
+        return p
     raise RuntimeError("FAIL: credit-g.arff not found in data/raw/")
 
 
@@ -1042,6 +1041,29 @@ class BadInputBase(RegistryTest):
                              "refused calls must not write audit events")
 
     allowed_events = 0
+
+    def test_push_refuses_a_bad_row_by_line_and_column(self):
+        """creditoctl checks every row before any byte leaves: a bad value is named by line and
+        column, exit 1, and nothing reaches the store."""
+        with open(data_file(), "r", encoding="ascii") as f:
+            base = f.read()
+        lines = base.split("\n")
+        first = next(i for i, l in enumerate(lines) if l.lower().startswith("@data")) + 1
+        fields = lines[first].split(",")
+        fields[1] = "six"  # duration is numeric
+        lines[first] = ",".join(fields)
+        tmp = tempfile.mkdtemp(prefix="credito-badrow-")
+        path = os.path.join(tmp, "bad.arff")
+        with open(path, "w", encoding="ascii") as f:
+            f.write("\n".join(lines))
+        p = H.ctl(self.reg.target, "dataset", "push", path, "--name", "bad", check=False)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("line %d" % (first + 1), p.stderr)
+        self.assertIn("duration", p.stderr)
+        self.assertFalse(os.path.exists(path + ".dvc"))
+        shutil.rmtree(tmp)
+        self.assertRpcError(C.NOT_FOUND, self.c, "GetDatasetVersion",
+                            dataset=cpb().DatasetRef(name="bad"))
 
     def test_unknown_run(self):
         c, P, unknown = self.c, cpb(), "0123456789abcdef0123456789abcdef"

@@ -27,7 +27,8 @@ _live_lock = threading.Lock()
 
 def build_dir():
     """The CMake build directory holding the server binaries."""
-    return os.path.abspath(os.environ.get("CREDITO_BUILD_DIR", "/work/main/build"))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return os.path.abspath(os.environ.get("CREDITO_BUILD_DIR", os.path.join(root, "build")))
 
 
 def binary(name):

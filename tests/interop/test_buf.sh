@@ -6,12 +6,12 @@
 # service works from JSON in all four call shapes.
 #
 # Usage: tests/interop/test_buf.sh [BUILD_DIR]
-#   BUILD_DIR defaults to $CREDITO_BUILD_DIR, then /work/main/build.
+#   BUILD_DIR defaults to $CREDITO_BUILD_DIR, then build/ in the checkout.
 #   buf is $CREDITO_BUF, else tests/peers/node_modules/.bin/buf (cd tests/peers && npm ci).
 set -euo pipefail
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-BUILD=${1:-${CREDITO_BUILD_DIR:-/work/main/build}}
+BUILD=${1:-${CREDITO_BUILD_DIR:-$(cd "$(dirname "$0")/../.." && pwd)/build}}
 BUF=${CREDITO_BUF:-$SRC/tests/peers/node_modules/.bin/buf}
 PY=/usr/bin/python3
 

@@ -26,7 +26,8 @@ try {
   process.exit(1);
 }
 
-const BUILD = process.argv[2] || process.env.CREDITO_BUILD_DIR || '/work/main/build';
+const BUILD = process.argv[2] || process.env.CREDITO_BUILD_DIR ||
+  path.join(__dirname, '..', '..', 'build');
 const BIN = {
   echo: path.join(BUILD, 'tests/integration/credito-echo-server'),
   registry: path.join(BUILD, 'services/registry/credito-registry'),

@@ -5,7 +5,7 @@ deadlines, concurrency and cancellation, graceful shutdown and grace expiry, the
 shapes, compression, TLS and mTLS.
 
 Run: /usr/bin/python3 tests/interop/test_grpcio.py [BUILD_DIR] [unittest args]
-     (or CREDITO_BUILD_DIR=BUILD_DIR; default /work/main/build)
+     (or CREDITO_BUILD_DIR=BUILD_DIR; default build/ in the checkout)
 """
 import os
 import shutil

@@ -87,7 +87,8 @@ def run(program, drive, buf):
     os.environ["CREDITO_SERVER_WRAPPER"] = (
         "valgrind --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite "
         "--error-exitcode=99 --log-file=%s" % log.name)
-    args = ["--max-message", "65536", "--workers", "2"] if program == "credito-echo-server" else [
+    args = ["--max-message", "65536", "--workers", "2", "--grace", "30s"] if (
+        program == "credito-echo-server") else [
         "--store", "file://" + tempfile.mkdtemp(prefix="credito-store-")]
     srv = procs.Server(program, *args).start(timeout=120)
     try:
@@ -97,11 +98,16 @@ def run(program, drive, buf):
             results = []
 
             def slow():
-                results.append(echo(echo_req(b"inflight", sleep_ms=1500), timeout=60))
+                try:
+                    results.append(echo(echo_req(b"inflight", sleep_ms=4000), timeout=90))
+                except grpc.RpcError as e:
+                    print("in-flight call failed: %s %s" % (e.code(), e.details()))
             inflight = [threading.Thread(target=slow) for _ in range(2)]
             for t in inflight:
                 t.start()
-            time.sleep(0.8)
+            # Under valgrind on a loaded machine a call takes a while to reach its handler:
+            # signal well inside the handlers' 4 s, with a grace long enough to finish them.
+            time.sleep(2.0)
         srv.send_signal(signal.SIGTERM)
         for t in inflight:
             t.join()
