@@ -262,17 +262,20 @@ long long reg_int(const json_t *obj, const char *key)
   return 0;
 }
 
-int reg_page(const json_t *req, const json_t *items, const char *list_key, json_t *out,
+int reg_page(const json_t *req, json_t *items, const char *list_key, json_t **resp,
              struct cm_error *err)
 {
   long long size = reg_int(req, "page_size");
   const char *token = reg_str(req, "page_token");
   size_t start = 0, n = json_array_size(items);
-  json_t *page = json_array();
+  json_t *page = json_array(), *out = json_object();
   char *end = NULL;
+  int rc = 0;
 
-  if (!page)
-    return cm_error_set(err, CM_E_NOMEM, "out of memory");
+  if (!items || !page || !out) {
+    rc = cm_error_set(err, CM_E_NOMEM, "out of memory");
+    goto out;
+  }
   if (size <= 0)
     size = REG_PAGE_DEFAULT;
   if (size > REG_PAGE_MAX)
@@ -281,21 +284,26 @@ int reg_page(const json_t *req, const json_t *items, const char *list_key, json_
     unsigned long long v = strtoull(token, &end, 10);
 
     if (*end || v > n) {
-      json_decref(page);
-      return cm_error_set(err, CM_E_INVALID, "bad page_token '%s'", token);
+      rc = cm_error_set(err, CM_E_INVALID, "bad page_token '%s'", token);
+      goto out;
     }
     start = (size_t)v;
   }
   for (size_t i = start; i < n && i < start + (size_t)size; i++)
     json_array_append(page, json_array_get(items, i));
-  json_object_set_new(out, list_key, page);
+  json_object_set(out, list_key, page);
   if (start + (size_t)size < n) {
     char next[32];
 
     snprintf(next, sizeof(next), "%zu", start + (size_t)size);
     json_object_set_new(out, "next_page_token", json_string(next));
   }
-  return 0;
+  *resp = json_incref(out);
+out:
+  json_decref(page);
+  json_decref(out);
+  json_decref(items);
+  return rc;
 }
 
 int registry_check_name(const char *what, const char *name, struct cm_error *err)

@@ -69,10 +69,10 @@ const char *reg_str(const json_t *obj, const char *key);
 /* Integer member (JSON integer or decimal string), or 0. */
 long long reg_int(const json_t *obj, const char *key);
 
-/* Page through items (an array of objects, borrowed, already in order): takes req's page_size
- * and page_token (the index to start at, as decimal text) and sets out[list_key] to the page
- * and out["next_page_token"] when more remain. */
-int reg_page(const json_t *req, const json_t *items, const char *list_key, json_t *out,
+/* Pages through items (an array of objects in order, taken: freed here, and NULL stands for a
+ * failed allocation): from req's page_size and page_token (the index to start at, as decimal
+ * text) makes *resp = {list_key: the page, "next_page_token" when more remain}. */
+int reg_page(const json_t *req, json_t *items, const char *list_key, json_t **resp,
              struct cm_error *err);
 
 /* Sends ev (borrowed) to the watchers of its model and alias. Caller holds the lock. */

@@ -150,7 +150,7 @@ int reg_op_list_dataset_versions(registry *r, const json_t *req, const char *cal
                                  json_t **resp, struct cm_error *err)
 {
   const char *want = reg_str(req, "name"), *name, *md5;
-  json_t *all = json_array(), *out = json_object(), *byname, *v;
+  json_t *all = json_array(), *byname, *v;
   json_t **tmp;
   size_t n = 0;
   int rc;
@@ -174,14 +174,8 @@ int reg_op_list_dataset_versions(registry *r, const json_t *req, const char *cal
     all = sorted;
   }
   free(tmp);
-  rc = all && out ? reg_page(req, all, "versions", out, err)
-                  : cm_error_set(err, CM_E_NOMEM, "out of memory");
+  rc = reg_page(req, all, "versions", resp, err);
   pthread_rwlock_unlock(&r->lock);
-  json_decref(all);
-  if (rc)
-    json_decref(out);
-  else
-    *resp = out;
   return rc;
 }
 
@@ -283,7 +277,7 @@ static void sort_by_name(json_t *arr)
 int reg_op_list_registered_models(registry *r, const json_t *req, const char *caller,
                                   json_t **resp, struct cm_error *err)
 {
-  json_t *all = json_array(), *out = json_object(), *entry;
+  json_t *all = json_array(), *entry;
   const char *name;
   int rc;
 
@@ -292,14 +286,8 @@ int reg_op_list_registered_models(registry *r, const json_t *req, const char *ca
   json_object_foreach(r->models, name, entry)
     json_array_append(all, json_object_get(entry, "model"));
   sort_by_name(all); /* registry.proto: "by name", whatever order they were made or loaded in */
-  rc = all && out ? reg_page(req, all, "models", out, err)
-                  : cm_error_set(err, CM_E_NOMEM, "out of memory");
+  rc = reg_page(req, all, "models", resp, err);
   pthread_rwlock_unlock(&r->lock);
-  json_decref(all);
-  if (rc)
-    json_decref(out);
-  else
-    *resp = out;
   return rc;
 }
 
@@ -504,7 +492,7 @@ int reg_op_get_model_version(registry *r, const json_t *req, const char *caller,
 int reg_op_list_model_versions(registry *r, const json_t *req, const char *caller,
                                json_t **resp, struct cm_error *err)
 {
-  json_t *entry, *all = json_array(), *out = json_object();
+  json_t *entry, *all = json_array();
   int rc;
 
   (void)caller;
@@ -513,13 +501,10 @@ int reg_op_list_model_versions(registry *r, const json_t *req, const char *calle
   for (size_t i = json_array_size(json_object_get(entry, "versions")); !rc && i > 0; i--)
     json_array_append_new(all, reg_version_view(entry, (long long)i));
   if (!rc)
-    rc = reg_page(req, all, "versions", out, err);
-  pthread_rwlock_unlock(&r->lock);
-  json_decref(all);
-  if (rc)
-    json_decref(out);
+    rc = reg_page(req, all, "versions", resp, err);
   else
-    *resp = out;
+    json_decref(all);
+  pthread_rwlock_unlock(&r->lock);
   return rc;
 }
 
@@ -700,7 +685,7 @@ int reg_op_list_events(registry *r, const json_t *req, const char *caller, json_
                        struct cm_error *err)
 {
   const char *prefix = reg_str(req, "subject_prefix");
-  json_t *picked = json_array(), *out = json_object(), *ev;
+  json_t *picked = json_array(), *ev;
   size_t i;
   int rc;
 
@@ -709,13 +694,8 @@ int reg_op_list_events(registry *r, const json_t *req, const char *caller, json_
   json_array_foreach(r->events, i, ev)
     if (strncmp(reg_str(ev, "subject"), prefix, strlen(prefix)) == 0)
       json_array_append(picked, ev);
-  rc = reg_page(req, picked, "events", out, err);
+  rc = reg_page(req, picked, "events", resp, err);
   pthread_rwlock_unlock(&r->lock);
-  json_decref(picked);
-  if (rc)
-    json_decref(out);
-  else
-    *resp = out;
   return rc;
 }
 

@@ -143,20 +143,13 @@ static json_t *sorted_values(const json_t *map, const char *time_key, bool desc)
 int reg_op_list_experiments(registry *r, const json_t *req, const char *caller, json_t **resp,
                             struct cm_error *err)
 {
-  json_t *all, *out = json_object();
   int rc;
 
   (void)caller;
   pthread_rwlock_rdlock(&r->lock);
-  all = sorted_values(r->experiments, "created_ms", false);
-  rc = all && out ? reg_page(req, all, "experiments", out, err)
-                  : cm_error_set(err, CM_E_NOMEM, "out of memory");
+  rc = reg_page(req, sorted_values(r->experiments, "created_ms", false), "experiments", resp,
+                err);
   pthread_rwlock_unlock(&r->lock);
-  json_decref(all);
-  if (rc)
-    json_decref(out);
-  else
-    *resp = out;
   return rc;
 }
 
@@ -306,7 +299,7 @@ int reg_op_list_runs(registry *r, const json_t *req, const char *caller, json_t 
                      struct cm_error *err)
 {
   const char *exp = reg_str(req, "experiment_id"), *status = reg_str(req, "status");
-  json_t *all, *picked = json_array(), *out = json_object(), *run;
+  json_t *all, *picked = json_array(), *run;
   size_t i;
   int rc;
 
@@ -324,15 +317,11 @@ int reg_op_list_runs(registry *r, const json_t *req, const char *caller, json_t 
     json_object_set_new(view, "metrics", reg_metrics_latest(json_object_get(run, "metrics")));
     json_array_append_new(picked, view);
   }
-  rc = all && picked && out ? reg_page(req, picked, "runs", out, err)
-                            : cm_error_set(err, CM_E_NOMEM, "out of memory");
+  rc = reg_page(req, all ? picked : NULL, "runs", resp, err);
+  if (!all)
+    json_decref(picked);
   pthread_rwlock_unlock(&r->lock);
   json_decref(all);
-  json_decref(picked);
-  if (rc)
-    json_decref(out);
-  else
-    *resp = out;
   return rc;
 }
 
