@@ -218,6 +218,9 @@ static void call_invoke(rpc_call *c, enum call_cb cb, const ProtobufCMessage *ms
   const struct rpc_method *m = c->rm->method;
   bool skip;
 
+  /* The callback may finish the call, and its last batch may complete on another thread before
+   * the callback returns: hold a reference so the call (and cb_mu) outlive the callback. */
+  call_ref(c);
   pthread_mutex_lock(&c->cb_mu);
   pthread_mutex_lock(&c->mu);
   skip = c->finish_req || (cb != CB_START && cb != CB_CANCEL && atomic_load(&c->cancelled));
@@ -246,6 +249,7 @@ static void call_invoke(rpc_call *c, enum call_cb cb, const ProtobufCMessage *ms
     }
   }
   pthread_mutex_unlock(&c->cb_mu);
+  call_unref(c);
 }
 
 static void call_dispatch_unary(rpc_call *c)
@@ -308,9 +312,11 @@ static void call_on_new(struct rpc_tag *t, bool ok)
     call_dispatch_unary(c);
     return;
   }
+  call_ref(c); /* the handler may finish at once: keep the call for the read we start */
   call_invoke(c, CB_START, NULL);
   if (!call_done_reading(c))
     call_start_recv(c);
+  call_unref(c);
 }
 
 static void call_on_recv(struct rpc_tag *t, bool ok)
