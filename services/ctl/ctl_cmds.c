@@ -106,10 +106,11 @@ static int file_schema(struct ctl *c, const char *path, const char *format, cons
   features = json_array();
   for (size_t i = 0; i < ds_columns(t); i++) {
     const struct ds_column *col = ds_column_at(t, i);
-    json_t *cats = json_array();
+    json_t *cats;
 
     if ((int)i == tcol)
       continue;
+    cats = json_array();
     for (size_t k = 0; k < col->n_categories; k++)
       json_array_append_new(cats, json_string(col->categories[k]));
     json_array_append_new(features,
