@@ -10,7 +10,7 @@ packages=(
   libgrpc-dev protobuf-compiler protobuf-c-compiler libprotobuf-c-dev libprotobuf-dev grpc-proto
   libcurl4-openssl-dev libssl-dev libjansson-dev libmicrohttpd-dev libcmocka-dev
   clang libclang-rt-14-dev valgrind openssl iproute2
-  python3 python3-grpcio python3-protobuf
+  python3 python3-grpcio python3-protobuf python3-numpy python3-sklearn
 )
 command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
 command -v npm >/dev/null 2>&1 || packages+=(npm)

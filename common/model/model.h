@@ -1,0 +1,164 @@
+/* model: the numerical core of the credit model. Feature preparation fitted on training rows,
+ * L2 logistic regression with scikit-learn's objective (exact Newton solver), the evaluation
+ * metrics (AUC, Gini, KS, log loss, Brier, confusion matrix, PSI) and seeded, stratified splits. */
+#ifndef CREDITO_MODEL_H
+#define CREDITO_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dataset.h"
+#include "err.h"
+
+/* ---- Preparation ------------------------------------------------------------------------- */
+
+/* Fitted preparation: for each feature (every column but the target, in table order) a numeric
+ * column becomes one standardised value, a categorical column a block of one-hot values.
+ * Opaque; create with md_prep_fit, free with md_prep_free. */
+struct md_prep;
+
+/* Fits the preparation on rows[0..n) of t (both borrowed), skipping column target_col.
+ * Numeric feature: median of the non-missing training values (0 when all are missing) imputes
+ * missing cells; then mean and population standard deviation (ddof 0, like StandardScaler) of
+ * the imputed training values; a constant column gets std 1, so it encodes as 0.
+ * Categorical feature: one output per category SEEN in the training rows, in declared order,
+ * named "feature=category". Policy: a missing cell, and a category that was not seen in the
+ * training rows, both encode as all zeros (the reference level's log-odds, no extra column).
+ * n must be > 0 and every row < ds_rows(t). On success returns 0 and *out, which the caller
+ * frees with md_prep_free. On failure returns CM_E_INVALID or CM_E_NOMEM, fills err (may be
+ * NULL) and sets *out to NULL. */
+int md_prep_fit(const ds_table *t, const size_t *rows, size_t n, int target_col,
+                struct md_prep **out, struct cm_error *err);
+
+/* Frees p. NULL does nothing. */
+void md_prep_free(struct md_prep *p);
+
+/* Number of prepared values per row (the model's d). */
+size_t md_prep_width(const struct md_prep *p);
+
+/* Name of prepared value j: "duration" or "checking_status=<0". Borrowed from p; NULL when j is
+ * out of range. */
+const char *md_prep_name(const struct md_prep *p, size_t j);
+
+/* Column of the source table that prepared value j comes from (for grouping reason codes by
+ * original feature); -1 when j is out of range. */
+int md_prep_source_column(const struct md_prep *p, size_t j);
+
+/* Writes the md_prep_width(p) prepared values of row of t into x (caller's storage). t must have
+ * the same columns (count and kinds) as the table p was fitted on. Returns 0, or CM_E_INVALID
+ * when row is out of range or the columns differ (x is then unspecified). */
+int md_prep_apply(const struct md_prep *p, const ds_table *t, size_t row, double *x);
+
+/* Prepares rows[0..n) of t into X (caller's storage, n * md_prep_width(p), row-major) and their
+ * labels into y (caller's storage, n entries; 1 when the target is category positive_index,
+ * else 0). A missing target is CM_E_INVALID naming the row. Returns 0 or CM_E_INVALID (err may
+ * be NULL). */
+int md_prep_apply_rows(const struct md_prep *p, const ds_table *t, const size_t *rows, size_t n,
+                       int target_col, int positive_index, double *X, int *y,
+                       struct cm_error *err);
+
+/* ---- Fit --------------------------------------------------------------------------------- */
+
+/* Called after every solver iteration (the initial point is iteration 0) with the objective. */
+typedef void (*md_fit_progress_fn)(void *ctx, int iteration, double loss);
+
+/* Fit report. on_progress and ctx are inputs (zero them for none); the rest are outputs. */
+struct md_fit_info {
+  md_fit_progress_fn on_progress; /* input: optional per-iteration callback */
+  void *ctx;                      /* input: passed to on_progress */
+  int iterations;                 /* Newton steps taken */
+  double loss;                    /* final objective 0.5*||w||^2 + C*sum(logloss) */
+  double grad_max;                /* final max |gradient| / (C*n), the scaled criterion */
+  int converged;                  /* 1 when grad_max <= tol */
+};
+
+/* Objective 0.5*||w||^2 + C*sum_i logloss(y_i, w.x_i + b) at coef (d weights, then b; borrowed)
+ * for X (n x d row-major) and y (0/1). When grad is not NULL it receives the d+1 gradient
+ * components (the intercept's last). Pure: no allocation. */
+double md_logreg_loss(const double *X, const int *y, size_t n, size_t d, double C,
+                      const double *coef, double *grad);
+
+/* Fits L2 logistic regression with scikit-learn's objective (intercept not penalised) by
+ * Newton's method: the (d+1)x(d+1) Hessian is solved by Cholesky (a small ridge is added only
+ * if it is not positive definite), with step halving until the objective decreases (Armijo).
+ * Stops when max|gradient| <= tol * C * n, i.e. tol on the objective scaled by 1/(C*n) as
+ * scikit-learn's lbfgs scales it, or after max_iter steps. Deterministic. X (n x d, row-major),
+ * y (n values, each 0 or 1) and warm_start (d+1 values or NULL for zeros) are borrowed; coef_out
+ * (caller's storage, d+1: weights then intercept) receives the result even when not converged.
+ * info (may be NULL) gets the report. Returns 0 (check info->converged), CM_E_INVALID for bad
+ * arguments (n 0, C <= 0, a label not 0/1, a non-finite value) or CM_E_NOMEM; err may be NULL. */
+int md_logreg_fit(const double *X, const int *y, size_t n, size_t d, double C, int max_iter,
+                  double tol, const double *warm_start, double *coef_out,
+                  struct md_fit_info *info, struct cm_error *err);
+
+/* Probabilities of the positive class, p[i] = sigmoid(w.x_i + b), into p (caller's, n). */
+void md_logreg_predict(const double *X, size_t n, size_t d, const double *coef, double *p);
+
+/* ---- Evaluation -------------------------------------------------------------------------- */
+
+/* ROC AUC of score against y (0/1) as scikit-learn's roc_auc_score: tied scores share their
+ * average rank (each tie counts one half). NAN when either class is absent. */
+double md_roc_auc(const double *score, const int *y, size_t n);
+
+/* Gini coefficient, 2*AUC - 1. */
+double md_gini(const double *score, const int *y, size_t n);
+
+/* Kolmogorov-Smirnov statistic: max |TPR - FPR| over all thresholds (tied scores move together).
+ * NAN when either class is absent. */
+double md_ks(const double *score, const int *y, size_t n);
+
+/* Mean log loss of probabilities p against y, p clipped to [1e-15, 1 - 1e-15] (scikit-learn's
+ * historical eps). NAN when n is 0. */
+double md_log_loss(const double *p, const int *y, size_t n);
+
+/* Brier score: mean (p - y)^2. NAN when n is 0. */
+double md_brier(const double *p, const int *y, size_t n);
+
+/* Confusion matrix and the rates derived from it at a decision threshold. */
+struct md_confusion {
+  size_t tp, fp, tn, fn; /* counts; predicted positive when p >= threshold */
+  double accuracy;       /* (tp + tn) / n */
+  double precision;      /* tp / (tp + fp); 0 when nothing is predicted positive */
+  double recall;         /* tp / (tp + fn); 0 when there are no positives */
+  double f1;             /* 2 * precision * recall / (precision + recall); 0 when both are 0 */
+};
+
+/* Fills *out for p against y at threshold (positive when p >= threshold). Undefined ratios are
+ * 0, as scikit-learn's zero_division default reports them. */
+void md_confusion_at(const double *p, const int *y, size_t n, double threshold,
+                     struct md_confusion *out);
+
+/* Epsilon replacing an empty bin's fraction in md_psi, so ln stays finite. */
+#define MD_PSI_EPSILON 1e-4
+
+/* Population stability index of actual (m values) against expected (n values): 10 bins cut at
+ * the 10%..90% quantiles of expected (linear interpolation, numpy's default); a value v falls in
+ * bin k when exactly k cut points are < v. PSI = sum (a_k - e_k) * ln(a_k / e_k) over bin
+ * fractions, where an empty bin's fraction is MD_PSI_EPSILON. Identical inputs give 0.
+ * Returns 0 with *psi set, CM_E_INVALID when n or m is 0, CM_E_NOMEM (err may be NULL). */
+int md_psi(const double *expected, size_t n, const double *actual, size_t m, double *psi,
+           struct cm_error *err);
+
+/* ---- Splits ------------------------------------------------------------------------------ */
+
+/* The splits' PRNG: splitmix64 (Steele, Lea, Flood 2014) advancing *state; stable across
+ * platforms, so a seed always gives the same split. */
+uint64_t md_rand_next(uint64_t *state);
+
+/* Stratified hold-out split of rows 0..n-1 by y (0/1) from seed: each class is shuffled
+ * (Fisher-Yates driven by md_rand_next, unbiased by rejection) and its first
+ * round(test_fraction * n_class) rows (half away from zero) go to test. test_fraction must be in
+ * [0, 1); 0 puts every row in train. train and test (caller's, n entries each) receive the
+ * indices in ascending order, *ntrain and *ntest their counts. Returns 0, CM_E_INVALID (bad
+ * fraction, a label not 0/1, n 0) or CM_E_NOMEM; err may be NULL. */
+int md_split_stratified(const int *y, size_t n, double test_fraction, uint64_t seed,
+                        size_t *train, size_t *ntrain, size_t *test, size_t *ntest,
+                        struct cm_error *err);
+
+/* Stratified k-fold assignment: fold (caller's, n entries) receives each row's fold in [0, k).
+ * Each class is shuffled from seed and dealt round-robin, so every fold holds floor or ceil of
+ * n_class / k rows of each class. k must be in [2, n]. Returns 0, CM_E_INVALID or CM_E_NOMEM. */
+int md_kfold_stratified(const int *y, size_t n, size_t k, uint64_t seed, size_t *fold,
+                        struct cm_error *err);
+
+#endif

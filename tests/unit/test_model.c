@@ -1,0 +1,356 @@
+/* Unit tests for common/model: metrics on hand-computed vectors, splits, the Newton solver on
+ * tiny problems with known answers, the preparation's missing/unseen policy, and German Credit
+ * end to end (prep on all rows, fit C=1, plausible AUC). */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "dataset.h"
+#include "mem.h"
+#include "model.h"
+
+#define TOL 1e-12
+
+static void test_auc_hand(void **state)
+{
+  const double perfect[] = {0.1, 0.2, 0.8, 0.9}, sk[] = {0.1, 0.4, 0.35, 0.8};
+  const double tied[] = {0.5, 0.5, 0.5, 0.5}, part[] = {0.5, 0.5, 0.9, 0.1};
+  const int y[] = {0, 0, 1, 1}, ypart[] = {1, 0, 1, 0}, rev[] = {1, 1, 0, 0};
+  const int one_class[] = {1, 1, 1, 1};
+  (void)state;
+  assert_float_equal(md_roc_auc(perfect, y, 4), 1.0, TOL);
+  assert_float_equal(md_roc_auc(perfect, rev, 4), 0.0, TOL);
+  assert_float_equal(md_roc_auc(tied, y, 4), 0.5, TOL);
+  assert_float_equal(md_roc_auc(sk, y, 4), 0.75, TOL); /* scikit-learn's docstring example */
+  /* pairs: (0.5 vs 0.5) = 1/2, the other three = 1 -> 3.5 / 4 */
+  assert_float_equal(md_roc_auc(part, ypart, 4), 0.875, TOL);
+  assert_float_equal(md_gini(sk, y, 4), 0.5, TOL);
+  assert_true(isnan(md_roc_auc(perfect, one_class, 4)));
+}
+
+static void test_ks_hand(void **state)
+{
+  const double perfect[] = {0.1, 0.2, 0.8, 0.9}, sk[] = {0.1, 0.4, 0.35, 0.8};
+  const double tied[] = {0.5, 0.5, 0.5, 0.5};
+  const int y[] = {0, 0, 1, 1};
+  (void)state;
+  assert_float_equal(md_ks(perfect, y, 4), 1.0, TOL);
+  /* thresholds 0.8: TPR .5 FPR 0; 0.4: .5/.5; 0.35: 1/.5; 0.1: 1/1 -> 0.5 */
+  assert_float_equal(md_ks(sk, y, 4), 0.5, TOL);
+  assert_float_equal(md_ks(tied, y, 4), 0.0, TOL);
+}
+
+static void test_logloss_brier_hand(void **state)
+{
+  const double p[] = {0.8, 0.3}, extreme[] = {0.0, 1.0};
+  const int y[] = {1, 0};
+  (void)state;
+  assert_float_equal(md_log_loss(p, y, 2), -(log(0.8) + log(0.7)) / 2.0, TOL);
+  assert_float_equal(md_brier(p, y, 2), (0.04 + 0.09) / 2.0, TOL);
+  /* Certain and wrong: p = 0 is clipped to 1e-15, -ln(1e-15) = 34.538776394910684. (p = 1 clips
+   * to the double nearest 1 - 1e-15, so its loss is -ln(1.1102e-15), as in scikit-learn.) */
+  assert_float_equal(md_log_loss(extreme, (const int[]){1}, 1), 34.538776394910684, 1e-9);
+  assert_float_equal(md_log_loss(extreme + 1, (const int[]){0}, 1), -log(1.0 - (1.0 - 1e-15)),
+                     1e-9);
+  assert_float_equal(md_brier(extreme, y, 2), 1.0, TOL);
+  assert_true(isnan(md_log_loss(p, y, 0)));
+}
+
+static void test_confusion_hand(void **state)
+{
+  const double p[] = {0.9, 0.6, 0.5, 0.4, 0.2};
+  const int y[] = {1, 0, 1, 1, 0};
+  struct md_confusion c;
+  (void)state;
+  md_confusion_at(p, y, 5, 0.5, &c); /* 0.5 >= 0.5 counts as positive */
+  assert_int_equal(c.tp, 2);
+  assert_int_equal(c.fp, 1);
+  assert_int_equal(c.fn, 1);
+  assert_int_equal(c.tn, 1);
+  assert_float_equal(c.accuracy, 0.6, TOL);
+  assert_float_equal(c.precision, 2.0 / 3.0, TOL);
+  assert_float_equal(c.recall, 2.0 / 3.0, TOL);
+  assert_float_equal(c.f1, 2.0 / 3.0, TOL);
+  md_confusion_at(p, y, 5, 0.95, &c); /* nothing predicted positive: undefined ratios are 0 */
+  assert_int_equal(c.tp + c.fp, 0);
+  assert_float_equal(c.precision, 0.0, 0.0);
+  assert_float_equal(c.f1, 0.0, 0.0);
+}
+
+static void test_psi(void **state)
+{
+  double a[200], b[200], psi = -1.0;
+  struct cm_error err;
+  (void)state;
+  for (int i = 0; i < 200; i++) {
+    a[i] = (double)((i * 37) % 200) / 200.0;
+    b[i] = a[i] + 0.3;
+  }
+  assert_int_equal(md_psi(a, 200, a, 200, &psi, &err), 0);
+  assert_float_equal(psi, 0.0, 0.0);
+  assert_int_equal(md_psi(a, 200, b, 200, &psi, &err), 0);
+  assert_true(psi > 0.25); /* a big shift */
+  assert_int_equal(md_psi(a, 0, b, 200, &psi, &err), CM_E_INVALID);
+}
+
+/* 300 positives then 700 negatives. */
+static void labels_make(int *y, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    y[i] = i < 300;
+}
+
+static void test_split_stratified(void **state)
+{
+  int y[1000];
+  size_t tr[1000], te[1000], tr2[1000], te2[1000], ntr, nte, ntr2, nte2, pos = 0;
+  char seen[1000] = {0};
+  struct cm_error err;
+  (void)state;
+  labels_make(y, 1000);
+  assert_int_equal(md_split_stratified(y, 1000, 0.3, 42, tr, &ntr, te, &nte, &err), 0);
+  assert_int_equal(ntr, 700);
+  assert_int_equal(nte, 300);
+  for (size_t i = 0; i < nte; i++)
+    pos += (size_t)y[te[i]];
+  assert_int_equal(pos, 90); /* 30% of each class */
+  for (size_t i = 0; i < ntr; i++)
+    seen[tr[i]]++;
+  for (size_t i = 0; i < nte; i++)
+    seen[te[i]]++;
+  for (size_t i = 0; i < 1000; i++)
+    assert_int_equal(seen[i], 1); /* a partition */
+  assert_int_equal(md_split_stratified(y, 1000, 0.3, 42, tr2, &ntr2, te2, &nte2, &err), 0);
+  assert_memory_equal(te, te2, nte * sizeof *te); /* same seed, same split */
+  assert_int_equal(md_split_stratified(y, 1000, 0.3, 43, tr2, &ntr2, te2, &nte2, &err), 0);
+  assert_memory_not_equal(te, te2, nte * sizeof *te);
+  assert_int_equal(md_split_stratified(y, 1000, 0.0, 1, tr, &ntr, te, &nte, &err), 0);
+  assert_int_equal(ntr, 1000);
+  assert_int_equal(nte, 0);
+  assert_int_equal(md_split_stratified(y, 1000, 1.0, 1, tr, &ntr, te, &nte, &err),
+                   CM_E_INVALID);
+}
+
+static void test_kfold(void **state)
+{
+  int y[1000];
+  size_t fold[1000], fold2[1000], npos[5] = {0}, nneg[5] = {0};
+  struct cm_error err;
+  (void)state;
+  labels_make(y, 1000);
+  assert_int_equal(md_kfold_stratified(y, 1000, 5, 7, fold, &err), 0);
+  for (size_t i = 0; i < 1000; i++) {
+    assert_true(fold[i] < 5);
+    if (y[i])
+      npos[fold[i]]++;
+    else
+      nneg[fold[i]]++;
+  }
+  for (int k = 0; k < 5; k++) {
+    assert_int_equal(npos[k], 60);
+    assert_int_equal(nneg[k], 140);
+  }
+  assert_int_equal(md_kfold_stratified(y, 1000, 5, 7, fold2, &err), 0);
+  assert_memory_equal(fold, fold2, sizeof fold);
+  assert_int_equal(md_kfold_stratified(y, 1000, 1, 7, fold, &err), CM_E_INVALID);
+}
+
+static void test_rand_reference(void **state)
+{
+  uint64_t s = 1234567;
+  (void)state;
+  /* splitmix64's published reference outputs for seed 1234567 */
+  assert_true(md_rand_next(&s) == 6457827717110365317ULL);
+  assert_true(md_rand_next(&s) == 3203168211198807973ULL);
+}
+
+/* No features: the intercept is unpenalised, so it is exactly logit(mean y) = ln(1/3). */
+static void test_fit_intercept_only(void **state)
+{
+  const int y[] = {1, 0, 0, 0};
+  double X[1] = {0}, coef[1];
+  struct md_fit_info info = {0};
+  struct cm_error err;
+  (void)state;
+  assert_int_equal(md_logreg_fit(X, y, 4, 0, 1.0, 100, 1e-12, NULL, coef, &info, &err), 0);
+  assert_true(info.converged);
+  assert_float_equal(coef[0], log(1.0 / 3.0), 1e-10);
+}
+
+static int progress_calls;
+static void progress_count(void *ctx, int iteration, double loss)
+{
+  (void)ctx;
+  (void)loss;
+  progress_calls = iteration + 1;
+}
+
+static void test_fit_tiny(void **state)
+{
+  /* Nearly separable in x0, noisy in x1. */
+  const double X[] = {-2, 1, -1.5, -1, -1, 0.5, -0.5, 2, 0.3, -1, 0.5, 1, 1, -2, 1.5, 0, 2, 1};
+  const int y[] = {0, 0, 0, 1, 0, 1, 1, 1, 1};
+  double coef[3], warm[3], grad[3];
+  struct md_fit_info info = {.on_progress = progress_count};
+  struct cm_error err;
+  (void)state;
+  assert_int_equal(md_logreg_fit(X, y, 9, 2, 10.0, 100, 1e-12, NULL, coef, &info, &err), 0);
+  assert_true(info.converged);
+  assert_true(info.iterations > 0 && info.iterations < 30);
+  assert_int_equal(progress_calls, info.iterations + 1);
+  assert_true(coef[0] > 0.0); /* x0 drives y */
+  md_logreg_loss(X, y, 9, 2, 10.0, coef, grad);
+  for (int j = 0; j < 3; j++)
+    assert_true(fabs(grad[j]) < 1e-9);
+  assert_float_equal(info.loss, md_logreg_loss(X, y, 9, 2, 10.0, coef, NULL), 1e-12);
+  /* Warm start from the solution: already converged, no step. */
+  memcpy(warm, coef, sizeof warm);
+  assert_int_equal(md_logreg_fit(X, y, 9, 2, 10.0, 100, 1e-12, warm, coef, &info, &err), 0);
+  assert_int_equal(info.iterations, 0);
+  assert_true(info.converged);
+}
+
+static void test_fit_bad_args(void **state)
+{
+  const double X[] = {0, 1};
+  const int y[] = {0, 2};
+  double coef[2];
+  struct cm_error err;
+  (void)state;
+  assert_int_equal(md_logreg_fit(X, y, 2, 1, 1.0, 10, 1e-10, NULL, coef, NULL, &err),
+                   CM_E_INVALID);
+  assert_int_equal(md_logreg_fit(X, y, 2, 1, 0.0, 10, 1e-10, NULL, coef, NULL, &err),
+                   CM_E_INVALID);
+}
+
+static const char small_arff[] = "@relation t\n"
+                                 "@attribute a numeric\n"
+                                 "@attribute c {x, y, z}\n"
+                                 "@attribute k numeric\n"
+                                 "@attribute class {good, bad}\n"
+                                 "@data\n"
+                                 "1, x, 5, good\n"
+                                 "3, y, 5, bad\n"
+                                 "2, x, 5, good\n"
+                                 "?, z, 5, bad\n"
+                                 "4, ?, 5, good\n";
+
+static void test_prep_policy(void **state)
+{
+  ds_table *t = NULL;
+  struct md_prep *p = NULL;
+  const size_t fit_rows[] = {0, 1, 2}; /* z never seen */
+  double x[4];
+  struct cm_error err;
+  (void)state;
+  assert_int_equal(ds_parse_arff(small_arff, sizeof small_arff - 1, NULL, &t, &err), 0);
+  assert_int_equal(md_prep_fit(t, fit_rows, 3, 3, &p, &err), 0);
+  assert_int_equal(md_prep_width(p), 4); /* a, c=x, c=y, k */
+  assert_string_equal(md_prep_name(p, 0), "a");
+  assert_string_equal(md_prep_name(p, 1), "c=x");
+  assert_string_equal(md_prep_name(p, 2), "c=y");
+  assert_string_equal(md_prep_name(p, 3), "k");
+  assert_null(md_prep_name(p, 4));
+  assert_int_equal(md_prep_source_column(p, 2), 1);
+  /* a: median 2, mean 2, std sqrt(2/3) */
+  assert_int_equal(md_prep_apply(p, t, 1, x), 0);
+  assert_float_equal(x[0], 1.0 / sqrt(2.0 / 3.0), TOL);
+  assert_float_equal(x[1], 0.0, 0.0);
+  assert_float_equal(x[2], 1.0, 0.0);
+  assert_float_equal(x[3], 0.0, 0.0); /* constant column: std 1, value 0 */
+  /* row 3: a missing -> median 2 -> 0; c = z unseen -> all zeros */
+  assert_int_equal(md_prep_apply(p, t, 3, x), 0);
+  assert_float_equal(x[0], 0.0, TOL);
+  assert_float_equal(x[1] + x[2], 0.0, 0.0);
+  /* row 4: c missing -> all zeros */
+  assert_int_equal(md_prep_apply(p, t, 4, x), 0);
+  assert_float_equal(x[1] + x[2], 0.0, 0.0);
+  assert_int_equal(md_prep_apply(p, t, 5, x), CM_E_INVALID);
+  md_prep_free(p);
+  ds_table_free(t);
+}
+
+/* Reads a whole file; NULL if absent. */
+static char *file_read(const char *path, size_t *len)
+{
+  FILE *f = fopen(path, "rb");
+  char *data = NULL;
+  long n;
+  if (!f)
+    return NULL;
+  if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
+    data = malloc((size_t)n + 1);
+    if (data && fread(data, 1, (size_t)n, f) != (size_t)n) {
+      free(data);
+      data = NULL;
+    }
+    if (data)
+      *len = (size_t)n;
+  }
+  fclose(f);
+  return data;
+}
+
+static void test_german_credit(void **state)
+{
+  size_t len = 0, n, d, *rows;
+  char *text = file_read(CREDIT_G_PATH, &len);
+  ds_table *t = NULL;
+  struct md_prep *p = NULL;
+  struct md_fit_info info = {0};
+  struct cm_error err;
+  int target, positive, *y;
+  double *X, *coef, *prob;
+  (void)state;
+  assert_non_null(text);
+  assert_int_equal(ds_parse(text, len, NULL, NULL, &t, &err), 0);
+  assert_int_equal(ds_schema_infer_target(t, NULL, NULL, &target, &positive, &err), 0);
+  n = ds_rows(t);
+  assert_int_equal(n, 1000);
+  rows = malloc(n * sizeof *rows);
+  for (size_t i = 0; i < n; i++)
+    rows[i] = i;
+  assert_int_equal(md_prep_fit(t, rows, n, target, &p, &err), 0);
+  d = md_prep_width(p);
+  assert_string_equal(md_prep_name(p, 0), "checking_status=<0");
+  assert_string_equal(md_prep_name(p, 4), "duration");
+  X = malloc(n * d * sizeof *X);
+  y = malloc(n * sizeof *y);
+  coef = malloc((d + 1) * sizeof *coef);
+  prob = malloc(n * sizeof *prob);
+  assert_int_equal(md_prep_apply_rows(p, t, rows, n, target, positive, X, y, &err), 0);
+  assert_int_equal(md_logreg_fit(X, y, n, d, 1.0, 100, 1e-10, NULL, coef, &info, &err), 0);
+  assert_true(info.converged);
+  md_logreg_predict(X, n, d, coef, prob);
+  assert_true(md_roc_auc(prob, y, n) > 0.75);
+  assert_true(md_log_loss(prob, y, n) < log(2.0));
+  free(prob);
+  free(coef);
+  free(y);
+  free(X);
+  free(rows);
+  md_prep_free(p);
+  ds_table_free(t);
+  free(text);
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_auc_hand),           cmocka_unit_test(test_ks_hand),
+      cmocka_unit_test(test_logloss_brier_hand), cmocka_unit_test(test_confusion_hand),
+      cmocka_unit_test(test_psi),                cmocka_unit_test(test_split_stratified),
+      cmocka_unit_test(test_kfold),              cmocka_unit_test(test_rand_reference),
+      cmocka_unit_test(test_fit_intercept_only), cmocka_unit_test(test_fit_tiny),
+      cmocka_unit_test(test_fit_bad_args),       cmocka_unit_test(test_prep_policy),
+      cmocka_unit_test(test_german_credit),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
