@@ -207,3 +207,26 @@ void proc_addr(const struct proc *p, char *out, size_t outlen)
 {
   snprintf(out, outlen, "127.0.0.1:%d", p->port);
 }
+
+char *harness_file_read(const char *path, size_t *len)
+{
+  FILE *f = fopen(path, "rb");
+  char *data = NULL;
+  long n;
+
+  if (!f)
+    return NULL;
+  if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
+    data = malloc((size_t)n + 1);
+    if (data && fread(data, 1, (size_t)n, f) != (size_t)n) {
+      free(data);
+      data = NULL;
+    }
+    if (data) {
+      data[n] = '\0';
+      *len = (size_t)n;
+    }
+  }
+  fclose(f);
+  return data;
+}

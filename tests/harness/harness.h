@@ -5,6 +5,7 @@
 #define CREDITO_HARNESS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <sys/types.h>
 
 struct proc {
@@ -32,6 +33,10 @@ bool proc_log_has(const struct proc *p, const char *s);
 
 /* "127.0.0.1:PORT" of the child, in a static per-call buffer of the caller's. */
 void proc_addr(const struct proc *p, char *out, size_t outlen);
+
+/* Reads a whole file into a NUL-terminated buffer from libc's malloc (outside any test's checked
+ * allocator); the caller frees it with free(). NULL if it cannot be read. */
+char *harness_file_read(const char *path, size_t *len);
 
 /* Milliseconds on the monotonic clock. */
 long long harness_now_ms(void);

@@ -7,28 +7,9 @@
 #include <time.h>
 
 #include "dataset.h"
+#include "harness.h"
 #include "mem.h"
 #include "model.h"
-
-static char *file_read(const char *path, size_t *len)
-{
-  FILE *f = fopen(path, "rb");
-  char *data = NULL;
-  long n;
-  if (!f)
-    return NULL;
-  if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
-    data = malloc((size_t)n + 1);
-    if (data && fread(data, 1, (size_t)n, f) != (size_t)n) {
-      free(data);
-      data = NULL;
-    }
-    if (data)
-      *len = (size_t)n;
-  }
-  fclose(f);
-  return data;
-}
 
 static void print_array(const char *key, const double *v, size_t n)
 {
@@ -78,7 +59,7 @@ int main(int argc, char **argv)
   int target, positive, *y = NULL, rc = 1;
   double C = argc > 2 ? strtod(argv[2], NULL) : 1.0, *X = NULL, *coef = NULL, *prob = NULL;
 
-  text = argc > 1 ? file_read(argv[1], &len) : NULL;
+  text = argc > 1 ? harness_file_read(argv[1], &len) : NULL;
   if (!text || ds_parse(text, len, NULL, NULL, &t, &err) ||
       ds_schema_infer_target(t, NULL, NULL, &target, &positive, &err))
     goto out;

@@ -17,6 +17,7 @@
 
 #include "dataset.h"
 #include "err.h"
+#include "harness.h"
 #include "mem.h"
 
 #ifndef CREDIT_G_PATH
@@ -42,30 +43,6 @@ static void leakcheck_free(void *p)
 }
 
 static const struct cm_mem_hooks leakcheck = {leakcheck_malloc, leakcheck_realloc, leakcheck_free};
-
-/* Reads a whole file with libc malloc (outside the checked allocator); NULL if absent. */
-static char *file_read(const char *path, size_t *len)
-{
-  FILE *f = fopen(path, "rb");
-  char *data = NULL;
-  long n;
-
-  if (!f)
-    return NULL;
-  if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
-    data = malloc((size_t)n + 1);
-    if (data && fread(data, 1, (size_t)n, f) != (size_t)n) {
-      free(data);
-      data = NULL;
-    }
-    if (data) {
-      data[n] = '\0';
-      *len = (size_t)n;
-    }
-  }
-  fclose(f);
-  return data;
-}
 
 /* Writes s in brackets, escaping what would make the dump ambiguous. */
 static void dump_str(FILE *f, const char *s)
@@ -216,7 +193,7 @@ static void test_german_credit(void **state)
   struct cm_error err;
   ds_table *t = NULL;
   size_t len = 0, n_numeric = 0;
-  char *text = file_read(CREDIT_G_PATH, &len);
+  char *text = harness_file_read(CREDIT_G_PATH, &len);
   int target = -1, positive = -1;
 
   (void)state;
@@ -246,7 +223,7 @@ static void test_german_credit_speed(void **state)
 {
   struct cm_error err;
   size_t len = 0;
-  char *text = file_read(CREDIT_G_PATH, &len);
+  char *text = harness_file_read(CREDIT_G_PATH, &len);
   double best = 1e9;
 
   (void)state;
@@ -286,7 +263,7 @@ static void case_opts_read(const char *dir, struct case_opts *o)
 
   memset(o, 0, sizeof(*o));
   snprintf(path, sizeof(path), "%s/opts.txt", dir);
-  text = file_read(path, &len);
+  text = harness_file_read(path, &len);
   if (!text)
     return;
   for (line = text; line; line = next) {
@@ -341,15 +318,15 @@ static int case_parse(const char *dir, ds_table **out, struct cm_error *err)
 
   case_opts_read(dir, &o);
   snprintf(path, sizeof(path), "%s/input.arff", dir);
-  text = file_read(path, &len);
+  text = harness_file_read(path, &len);
   arff = text != NULL;
   if (!text) {
     snprintf(path, sizeof(path), "%s/input.csv", dir);
-    text = file_read(path, &len);
+    text = harness_file_read(path, &len);
   }
   assert_non_null(text);
   snprintf(path, sizeof(path), "%s/schema.arff", dir);
-  schema_text = file_read(path, &schema_len);
+  schema_text = harness_file_read(path, &schema_len);
   if (schema_text) {
     assert_int_equal(ds_parse_arff(schema_text, schema_len, NULL, &schema, err), 0);
     o.csv.schema = ds_column_at(schema, 0);
@@ -378,7 +355,7 @@ static void test_case(void **state)
   int rc = case_parse(dir, &t, &err);
 
   snprintf(path, sizeof(path), "%s/expected.txt", dir);
-  expected = file_read(path, &len);
+  expected = harness_file_read(path, &len);
   if (expected) {
     if (rc)
       fail_msg("%s: unexpected error %s: %s", dir, cm_code_name(rc), err.msg);
@@ -391,7 +368,7 @@ static void test_case(void **state)
     return;
   }
   snprintf(path, sizeof(path), "%s/error.txt", dir);
-  expected = file_read(path, &len);
+  expected = harness_file_read(path, &len);
   if (!expected)
     fail_msg("%s: neither expected.txt nor error.txt", dir);
   char code[40] = "", *want = strchr(expected, '\n');

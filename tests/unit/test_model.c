@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "dataset.h"
+#include "harness.h"
 #include "mem.h"
 #include "model.h"
 
@@ -277,31 +278,10 @@ static void test_prep_policy(void **state)
   ds_table_free(t);
 }
 
-/* Reads a whole file; NULL if absent. */
-static char *file_read(const char *path, size_t *len)
-{
-  FILE *f = fopen(path, "rb");
-  char *data = NULL;
-  long n;
-  if (!f)
-    return NULL;
-  if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
-    data = malloc((size_t)n + 1);
-    if (data && fread(data, 1, (size_t)n, f) != (size_t)n) {
-      free(data);
-      data = NULL;
-    }
-    if (data)
-      *len = (size_t)n;
-  }
-  fclose(f);
-  return data;
-}
-
 static void test_german_credit(void **state)
 {
   size_t len = 0, n, d, *rows;
-  char *text = file_read(CREDIT_G_PATH, &len);
+  char *text = harness_file_read(CREDIT_G_PATH, &len);
   ds_table *t = NULL;
   struct md_prep *p = NULL;
   struct md_fit_info info = {0};
