@@ -161,4 +161,98 @@ int md_split_stratified(const int *y, size_t n, double test_fraction, uint64_t s
 int md_kfold_stratified(const int *y, size_t n, size_t k, uint64_t seed, size_t *fold,
                         struct cm_error *err);
 
+#include <stdbool.h> /* md_score_declines, md_artifact_meta */
+
+/* ---- Scorecard and reason codes ---------------------------------------------------------- */
+
+/* Scorecard settings: points = offset + factor * ln(odds), odds = (1 - p) / p (good:bad),
+ * factor = pdo / ln 2, offset = base_score - factor * ln(base_odds). Higher means less risk. */
+struct md_scorecard {
+  double pdo;        /* points to double the odds; default 20 */
+  double base_score; /* points at base_odds; default 600 */
+  double base_odds;  /* good:bad odds scoring base_score; default 50 (50:1) */
+  double threshold;  /* decline when the probability of default >= threshold; default 0.5 */
+};
+
+#define MD_SCORECARD_PDO 20.0
+#define MD_SCORECARD_BASE_SCORE 600.0
+#define MD_SCORECARD_BASE_ODDS 50.0
+#define MD_SCORECARD_THRESHOLD 0.5
+
+/* Fills *sc with the defaults (PDO 20, 600 points at 50:1, threshold 0.5). */
+void md_scorecard_init(struct md_scorecard *sc);
+
+/* Points for probability of default p, clamped into [1e-15, 1 - 1e-15] first. */
+double md_score_points(const struct md_scorecard *sc, double p);
+
+/* Decision: true (decline) when p >= sc->threshold. */
+bool md_score_declines(const struct md_scorecard *sc, double p);
+
+/* Most reason codes per applicant. */
+#define MD_REASONS_MAX 4
+
+/* One reason code: an original feature and how much it pushed toward default. */
+struct md_reason {
+  int column;          /* source column (md_prep_source_column) */
+  char feature[128];   /* original feature name, NUL-terminated, truncated if longer */
+  double impact;       /* sum of coef_j * x_j over its prepared columns; > 0 */
+};
+
+/* Reason codes for one prepared row x (md_prep_width(p) values) under coef (weights; the
+ * intercept after them is not read); all borrowed. Each prepared column contributes
+ * coef_j * x_j to the log-odds of default; contributions are summed per original feature (the
+ * one-hot columns of a categorical feature grouped back). out (caller's, max entries) receives
+ * the features with a strictly positive total, largest first, at most max of them (pass
+ * MD_REASONS_MAX); equal totals keep feature order (table column order). *n gets the count.
+ * A categorical feature's name is its prepared name up to the first '=', so a feature name
+ * containing '=' is cut there. Returns 0, or CM_E_INVALID for a NULL argument. */
+int md_reasons(const struct md_prep *p, const double *coef, const double *x, size_t max,
+               struct md_reason *out, size_t *n);
+
+/* ---- Artifact ---------------------------------------------------------------------------- */
+
+/* Artifact layout version written and accepted (ModelArtifact.format_version). */
+#define MD_ARTIFACT_FORMAT 1
+
+/* What the artifact records beside the preparation, coefficients and scorecard. All borrowed;
+ * a NULL string is written as empty. */
+struct md_artifact_meta {
+  const char *model_name;      /* registered model name, e.g. "credit-default" */
+  const char *positive_label;  /* target value meaning default, e.g. "bad" */
+  double C;                    /* hyperparameter C */
+  double tol;                  /* hyperparameter tol */
+  int max_iter;                /* hyperparameter max_iter */
+  const char *solver;          /* informational solver name */
+  int iterations;              /* solver iterations used */
+  bool converged;              /* solver reached tol */
+  int64_t created_ms;          /* fit time; pass a fixed value for reproducible bytes */
+  const char *trainer_version; /* trainer code version */
+};
+
+/* Serialises a credito.v1.ModelArtifact: schema (names, kinds, declared categories of t's
+ * feature columns, target name, meta->positive_label), the preparation, the coefficients
+ * (coef: ncoef = md_prep_width(p) + 1 values, weights then intercept) with names, the
+ * scorecard and meta's hyperparameters. p, t (the table p was fitted on, or one with the same
+ * columns), coef, sc and meta are borrowed. Same inputs give the same bytes. On success returns
+ * 0, *bytes (caller frees with cm_free), *len, and sha256_hex the lowercase SHA-256 of the bytes.
+ * On failure returns CM_E_INVALID (ncoef or t not matching p, a NULL argument) or CM_E_NOMEM,
+ * fills err (may be NULL), and sets *bytes to NULL. */
+int md_artifact_pack(const struct md_prep *p, const ds_table *t, const double *coef,
+                     size_t ncoef, const struct md_scorecard *sc,
+                     const struct md_artifact_meta *meta, uint8_t **bytes, size_t *len,
+                     char sha256_hex[65], struct cm_error *err);
+
+/* Lowercase hex SHA-256 of bytes[0..len) into hex. Returns 0 or CM_E_INTERNAL. */
+int md_artifact_sha256(const uint8_t *bytes, size_t len, char hex[65]);
+
+/* Reads and checks an artifact (bytes borrowed): format version, one preparation per schema
+ * feature with matching name and kind, categories among the schema's, the coefficient count and
+ * names matching the prepared layout, finite values, a usable scorecard (zero fields take the
+ * defaults; then pdo > 0, base_odds > 0, threshold in (0, 1]). On success returns 0, *coef
+ * (caller frees with cm_free; *ncoef = width + 1 values, weights then intercept) and *sc.
+ * Malformed or inconsistent bytes return CM_E_CORRUPT; CM_E_NOMEM; err may be NULL; on failure
+ * *coef is NULL. Rebuilding the md_prep from the artifact is not done here yet. */
+int md_artifact_unpack(const uint8_t *bytes, size_t len, double **coef, size_t *ncoef,
+                       struct md_scorecard *sc, struct cm_error *err);
+
 #endif

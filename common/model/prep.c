@@ -8,27 +8,7 @@
 
 #include "mem.h"
 #include "model.h"
-
-/* One source column's encoding. */
-struct md_feature {
-  size_t col;        /* column in the table */
-  enum ds_kind kind; /* DS_NUMERIC or DS_CATEGORICAL */
-  size_t offset;     /* first prepared value it writes */
-  double median;     /* numeric: imputes a missing cell */
-  double mean;       /* numeric: of the imputed training values */
-  double std;        /* numeric: population std of the same; 1 when constant */
-  size_t n_levels;   /* categorical: declared categories (length of level) */
-  int *level;        /* categorical: per declared category its one-hot slot, -1 if unseen */
-};
-
-struct md_prep {
-  size_t n_columns;             /* columns of the fitted table, checked on apply */
-  size_t n_features;            /* entries in features */
-  struct md_feature *features;  /* every column but the target */
-  size_t width;                 /* prepared values per row */
-  char **names;                 /* width names, owned */
-  int *source;                  /* width source columns */
-};
+#include "model_int.h"
 
 static int cmp_double(const void *a, const void *b)
 {

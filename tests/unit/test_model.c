@@ -321,6 +321,185 @@ static void test_german_credit(void **state)
   free(text);
 }
 
+static void test_score_points(void **state)
+{
+  struct md_scorecard sc;
+  (void)state;
+  md_scorecard_init(&sc);
+  /* p = 1/51 is odds 50:1, the base: 600 points; 100:1 doubles the odds: one PDO more. */
+  assert_float_equal(md_score_points(&sc, 1.0 / 51.0), 600.0, 1e-9);
+  assert_float_equal(md_score_points(&sc, 1.0 / 101.0), 620.0, 1e-9);
+  assert_float_equal(md_score_points(&sc, 1.0 / 26.0), 580.0, 1e-9);
+  assert_float_equal(md_score_points(&sc, 0.5), 600.0 - 20.0 * log2(50.0), 1e-9);
+  /* p clamps into [1e-15, 1 - 1e-15]: finite at both ends. */
+  assert_true(isfinite(md_score_points(&sc, 0.0)));
+  assert_true(isfinite(md_score_points(&sc, 1.0)));
+  assert_true(md_score_points(&sc, 0.0) > md_score_points(&sc, 1.0));
+  sc.pdo = 40.0;
+  sc.base_score = 500.0;
+  sc.base_odds = 10.0;
+  assert_float_equal(md_score_points(&sc, 1.0 / 21.0), 540.0, 1e-9);
+  md_scorecard_init(&sc);
+  assert_true(md_score_declines(&sc, 0.5));
+  assert_false(md_score_declines(&sc, 0.4999));
+}
+
+/* Prep of small_arff on rows 0..2: a, c=x, c=y, k (source columns 0, 1, 1, 2). */
+static struct md_prep *small_prep(ds_table **t)
+{
+  struct md_prep *p = NULL;
+  const size_t fit_rows[] = {0, 1, 2};
+  struct cm_error err;
+  assert_int_equal(ds_parse_arff(small_arff, sizeof small_arff - 1, NULL, t, &err), 0);
+  assert_int_equal(md_prep_fit(*t, fit_rows, 3, 3, &p, &err), 0);
+  assert_int_equal(md_prep_width(p), 4);
+  return p;
+}
+
+static void test_reasons(void **state)
+{
+  ds_table *t = NULL;
+  struct md_prep *p = small_prep(&t);
+  const double coef[] = {2.0, 1.0, 0.5, -1.0, 0.3}, x[] = {0.5, 1.0, 1.0, 1.0};
+  const double tie_coef[] = {1.0, 1.0, 0.0, 3.0, 0.0}, tie_x[] = {1.0, 1.0, 0.0, 0.0};
+  const double neg_x[] = {-1.0, 0.0, 0.0, 1.0};
+  struct md_reason r[MD_REASONS_MAX];
+  size_t n = 99;
+  (void)state;
+  /* a: 1.0; c: 1.0 + 0.5 = 1.5 (one-hot columns grouped); k: -1 (not a reason). */
+  assert_int_equal(md_reasons(p, coef, x, MD_REASONS_MAX, r, &n), 0);
+  assert_int_equal(n, 2);
+  assert_string_equal(r[0].feature, "c");
+  assert_int_equal(r[0].column, 1);
+  assert_float_equal(r[0].impact, 1.5, TOL);
+  assert_string_equal(r[1].feature, "a");
+  assert_float_equal(r[1].impact, 1.0, TOL);
+  /* max caps the list, keeping the largest. */
+  assert_int_equal(md_reasons(p, coef, x, 1, r, &n), 0);
+  assert_int_equal(n, 1);
+  assert_string_equal(r[0].feature, "c");
+  /* Ties keep feature order; a zero contribution is not a reason. */
+  assert_int_equal(md_reasons(p, tie_coef, tie_x, MD_REASONS_MAX, r, &n), 0);
+  assert_int_equal(n, 2);
+  assert_string_equal(r[0].feature, "a");
+  assert_string_equal(r[1].feature, "c");
+  /* Nothing pushes toward default: no reasons. */
+  assert_int_equal(md_reasons(p, coef, neg_x, MD_REASONS_MAX, r, &n), 0);
+  assert_int_equal(n, 0);
+  assert_int_equal(md_reasons(p, NULL, x, MD_REASONS_MAX, r, &n), CM_E_INVALID);
+  md_prep_free(p);
+  ds_table_free(t);
+}
+
+static void small_pack(const struct md_prep *p, const ds_table *t, uint8_t **b, size_t *len,
+                       char hex[65])
+{
+  const double coef[] = {0.25, -1.5, 2.0, 0.0, -0.75};
+  struct md_scorecard sc;
+  struct md_artifact_meta meta = {.model_name = "credit-default", .positive_label = "bad",
+                                  .C = 1.0, .tol = 1e-4, .max_iter = 100, .solver = "newton",
+                                  .iterations = 7, .converged = true, .created_ms = 1700000000000,
+                                  .trainer_version = "0.1.0"};
+  struct cm_error err;
+  md_scorecard_init(&sc);
+  sc.threshold = 0.4;
+  assert_int_equal(md_artifact_pack(p, t, coef, 5, &sc, &meta, b, len, hex, &err), 0);
+}
+
+static void test_artifact_roundtrip(void **state)
+{
+  ds_table *t = NULL;
+  struct md_prep *p = small_prep(&t);
+  uint8_t *b1 = NULL, *b2 = NULL;
+  size_t l1 = 0, l2 = 0, ncoef = 0;
+  char h1[65], h2[65], h[65];
+  double *coef = NULL;
+  struct md_scorecard sc;
+  struct cm_error err;
+  (void)state;
+  /* Known SHA-256 of the empty input checks the EVP path. */
+  assert_int_equal(md_artifact_sha256((const uint8_t *)"", 0, h), 0);
+  assert_string_equal(h, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  small_pack(p, t, &b1, &l1, h1);
+  small_pack(p, t, &b2, &l2, h2);
+  assert_int_equal(l1, l2);
+  assert_memory_equal(b1, b2, l1);
+  assert_string_equal(h1, h2);
+  assert_int_equal(strlen(h1), 64);
+  assert_int_equal(md_artifact_sha256(b1, l1, h), 0);
+  assert_string_equal(h, h1);
+  /* Round trip: coefficients (weights then intercept) and scorecard come back. */
+  assert_int_equal(md_artifact_unpack(b1, l1, &coef, &ncoef, &sc, &err), 0);
+  assert_int_equal(ncoef, 5);
+  assert_float_equal(coef[0], 0.25, 0.0);
+  assert_float_equal(coef[1], -1.5, 0.0);
+  assert_float_equal(coef[2], 2.0, 0.0);
+  assert_float_equal(coef[3], 0.0, 0.0);
+  assert_float_equal(coef[4], -0.75, 0.0);
+  assert_float_equal(sc.pdo, 20.0, 0.0);
+  assert_float_equal(sc.base_score, 600.0, 0.0);
+  assert_float_equal(sc.base_odds, 50.0, 0.0);
+  assert_float_equal(sc.threshold, 0.4, 0.0);
+  cm_free(coef);
+  cm_free(b2);
+  /* A wrong coefficient count is refused when packing. */
+  assert_int_equal(md_artifact_pack(p, t, (const double[]){1, 2, 3, 4}, 4, &sc,
+                                    &(struct md_artifact_meta){0}, &b2, &l2, h2,
+                                    &err),
+                   CM_E_INVALID);
+  assert_null(b2);
+  cm_free(b1);
+  md_prep_free(p);
+  ds_table_free(t);
+}
+
+static void test_artifact_corrupt(void **state)
+{
+  ds_table *t = NULL;
+  struct md_prep *p = small_prep(&t);
+  uint8_t *b = NULL, *copy;
+  size_t len = 0, ncoef = 0;
+  char hex[65], h[65];
+  double *coef = NULL;
+  struct md_scorecard sc;
+  struct cm_error err;
+  (void)state;
+  small_pack(p, t, &b, &len, hex);
+  copy = malloc(len);
+  /* A flipped byte changes the digest. */
+  memcpy(copy, b, len);
+  copy[len / 2] ^= 0x01;
+  assert_int_equal(md_artifact_sha256(copy, len, h), 0);
+  assert_string_not_equal(h, hex);
+  /* Every truncation either fails cleanly or (cut at a field boundary) still validates. */
+  for (size_t n = 0; n < len; n++) {
+    int rc = md_artifact_unpack(b, n, &coef, &ncoef, &sc, &err);
+    assert_true(rc == 0 || rc == CM_E_CORRUPT);
+    if (rc == 0)
+      cm_free(coef);
+    else
+      assert_null(coef);
+  }
+  /* Cut inside the last string, and the empty message (format_version 0), are refused. */
+  assert_int_equal(md_artifact_unpack(b, len - 1, &coef, &ncoef, &sc, &err), CM_E_CORRUPT);
+  assert_int_equal(md_artifact_unpack(b, 0, &coef, &ncoef, &sc, &err), CM_E_CORRUPT);
+  /* A coefficient renamed away from the preparation's layout is inconsistent. */
+  memcpy(copy, b, len);
+  {
+    size_t at = 0;
+    while (at + 3 <= len && memcmp(copy + at, "c=y", 3) != 0)
+      at++;
+    assert_true(at + 3 <= len);
+    copy[at + 2] = 'q';
+  }
+  assert_int_equal(md_artifact_unpack(copy, len, &coef, &ncoef, &sc, &err), CM_E_CORRUPT);
+  assert_null(coef);
+  free(copy);
+  cm_free(b);
+  md_prep_free(p);
+  ds_table_free(t);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -330,7 +509,9 @@ int main(void)
       cmocka_unit_test(test_kfold),              cmocka_unit_test(test_rand_reference),
       cmocka_unit_test(test_fit_intercept_only), cmocka_unit_test(test_fit_tiny),
       cmocka_unit_test(test_fit_bad_args),       cmocka_unit_test(test_prep_policy),
-      cmocka_unit_test(test_german_credit),
+      cmocka_unit_test(test_german_credit),     cmocka_unit_test(test_score_points),
+      cmocka_unit_test(test_reasons),           cmocka_unit_test(test_artifact_roundtrip),
+      cmocka_unit_test(test_artifact_corrupt),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,83 @@
+/* model/scorecard: probability of default to scorecard points and the decision, and reason
+ * codes (the original features that pushed one applicant toward default most). */
+#include <math.h>
+#include <string.h>
+
+#include "model.h"
+#include "model_int.h"
+
+#define P_EPS 1e-15
+
+void md_scorecard_init(struct md_scorecard *sc)
+{
+  sc->pdo = MD_SCORECARD_PDO;
+  sc->base_score = MD_SCORECARD_BASE_SCORE;
+  sc->base_odds = MD_SCORECARD_BASE_ODDS;
+  sc->threshold = MD_SCORECARD_THRESHOLD;
+}
+
+double md_score_points(const struct md_scorecard *sc, double p)
+{
+  double factor = sc->pdo / log(2.0);
+  double offset = sc->base_score - factor * log(sc->base_odds);
+  p = p < P_EPS ? P_EPS : p > 1.0 - P_EPS ? 1.0 - P_EPS : p;
+  return offset + factor * log((1.0 - p) / p);
+}
+
+bool md_score_declines(const struct md_scorecard *sc, double p) { return p >= sc->threshold; }
+
+/* Copies the original feature name of prepared column j: a categorical column's name is
+ * "<feature>=<category>", so cut at the first '='. */
+static void reason_name(const struct md_prep *p, size_t j, char *dst, size_t cap)
+{
+  const char *name = p->names[j];
+  size_t len = strlen(name);
+  for (size_t i = 0; i < p->n_features; i++) {
+    if ((int)p->features[i].col == p->source[j] && p->features[i].kind == DS_CATEGORICAL) {
+      const char *eq = strchr(name, '=');
+      len = eq ? (size_t)(eq - name) : len;
+      break;
+    }
+  }
+  len = len < cap - 1 ? len : cap - 1;
+  memcpy(dst, name, len);
+  dst[len] = '\0';
+}
+
+/* Inserts (column, impact) into the top list out[0..*n) of at most max, largest first; an equal
+ * impact goes after the ones already there, so ties keep feature order. */
+static void reason_insert(struct md_reason *out, size_t *n, size_t max, int column,
+                          double impact, const struct md_prep *p, size_t first)
+{
+  size_t at = *n;
+  while (at > 0 && out[at - 1].impact < impact)
+    at--;
+  if (at >= max)
+    return;
+  if (*n < max)
+    (*n)++;
+  memmove(&out[at + 1], &out[at], (*n - 1 - at) * sizeof *out);
+  out[at].column = column;
+  out[at].impact = impact;
+  reason_name(p, first, out[at].feature, sizeof out[at].feature);
+}
+
+int md_reasons(const struct md_prep *p, const double *coef, const double *x, size_t max,
+               struct md_reason *out, size_t *n)
+{
+  size_t j = 0;
+  if (!p || !coef || !x || !n || (max && !out))
+    return CM_E_INVALID;
+  *n = 0;
+  /* A feature's prepared columns are contiguous (model_int.h), so one pass groups them. */
+  while (j < p->width) {
+    size_t first = j;
+    int src = p->source[j];
+    double total = 0.0;
+    for (; j < p->width && p->source[j] == src; j++)
+      total += coef[j] * x[j];
+    if (total > 0.0)
+      reason_insert(out, n, max, src, total, p, first);
+  }
+  return 0;
+}
