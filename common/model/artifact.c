@@ -20,6 +20,10 @@ struct pack_tree {
   Credito__V1__CategoricalPreparation *cats;
   char **seen;                            /* width: categories seen, per categorical slot */
   Credito__V1__Coefficient *coefs, **coef_ptrs;
+  Credito__V1__FeatureValue *defaults;    /* per feature */
+  Credito__V1__Metric *metrics, **metric_ptrs;
+  Credito__V1__DatasetInput *inputs, **input_ptrs;
+  Credito__V1__DatasetRef *refs;
 };
 
 static void pack_tree_free(struct pack_tree *tr)
@@ -33,11 +37,28 @@ static void pack_tree_free(struct pack_tree *tr)
   cm_free(tr->seen);
   cm_free(tr->coefs);
   cm_free(tr->coef_ptrs);
+  cm_free(tr->defaults);
+  cm_free(tr->metrics);
+  cm_free(tr->metric_ptrs);
+  cm_free(tr->inputs);
+  cm_free(tr->input_ptrs);
+  cm_free(tr->refs);
 }
 
-static int pack_tree_alloc(struct pack_tree *tr, size_t nf, size_t d)
+static int pack_tree_alloc(struct pack_tree *tr, size_t nf, size_t d,
+                           const struct md_artifact_meta *meta)
 {
   size_t f = nf ? nf : 1, w = d ? d : 1;
+  size_t nm = meta->n_metrics ? meta->n_metrics : 1, ni = meta->n_datasets ? meta->n_datasets : 1;
+  tr->defaults = cm_calloc(f, sizeof *tr->defaults);
+  tr->metrics = cm_calloc(nm, sizeof *tr->metrics);
+  tr->metric_ptrs = cm_calloc(nm, sizeof *tr->metric_ptrs);
+  tr->inputs = cm_calloc(ni, sizeof *tr->inputs);
+  tr->input_ptrs = cm_calloc(ni, sizeof *tr->input_ptrs);
+  tr->refs = cm_calloc(ni, sizeof *tr->refs);
+  if (!tr->defaults || !tr->metrics || !tr->metric_ptrs || !tr->inputs || !tr->input_ptrs ||
+      !tr->refs)
+    return CM_E_NOMEM;
   tr->specs = cm_calloc(f, sizeof *tr->specs);
   tr->spec_ptrs = cm_calloc(f, sizeof *tr->spec_ptrs);
   tr->preps = cm_calloc(f, sizeof *tr->preps);
@@ -58,15 +79,32 @@ static char *str(const char *s) { return s ? (char *)(uintptr_t)s : (char *)""; 
 
 /* Fills feature i's schema spec, preparation and coefficient entries. */
 static void pack_feature(struct pack_tree *tr, const struct md_prep *p, const ds_table *t,
-                         size_t i)
+                         size_t i, bool unknown_ignore)
 {
   const struct md_feature *f = &p->features[i];
   const struct ds_column *c = ds_column_at(t, f->col);
   Credito__V1__FeatureSpec *spec = &tr->specs[i];
   Credito__V1__FeaturePreparation *fp = &tr->preps[i];
+  Credito__V1__FeatureValue *dv = &tr->defaults[i];
 
   credito__v1__feature_spec__init(spec);
+  credito__v1__feature_value__init(dv);
   spec->name = str(c->name);
+  spec->required = !f->had_missing;
+  spec->default_value = dv;
+  if (f->kind == DS_NUMERIC) {
+    dv->value_case = CREDITO__V1__FEATURE_VALUE__VALUE_NUMBER;
+    dv->number = f->median;
+  } else if (f->mode >= 0) {
+    dv->value_case = CREDITO__V1__FEATURE_VALUE__VALUE_TEXT;
+    dv->text = c->categories[f->mode];
+  } else {
+    dv->value_case = CREDITO__V1__FEATURE_VALUE__VALUE_MISSING;
+    dv->missing = 1;
+  }
+  if (f->kind == DS_CATEGORICAL)
+    spec->unknown_category = unknown_ignore ? CREDITO__V1__UNKNOWN_CATEGORY__UNKNOWN_CATEGORY_IGNORE
+                                            : CREDITO__V1__UNKNOWN_CATEGORY__UNKNOWN_CATEGORY_REJECT;
   credito__v1__feature_preparation__init(fp);
   fp->feature = spec->name;
   tr->spec_ptrs[i] = spec;
@@ -105,6 +143,32 @@ static void pack_feature(struct pack_tree *tr, const struct md_prep *p, const ds
   }
 }
 
+/* Fills the metrics and the lineage (parent set in *lin by the caller's storage). */
+static void pack_lineage(struct pack_tree *tr, const struct md_artifact_meta *meta,
+                         Credito__V1__Lineage *lin)
+{
+  for (size_t i = 0; i < meta->n_metrics; i++) {
+    credito__v1__metric__init(&tr->metrics[i]);
+    tr->metrics[i].key = str(meta->metrics[i].key);
+    tr->metrics[i].value = meta->metrics[i].value;
+    tr->metrics[i].step = meta->metrics[i].step;
+    tr->metric_ptrs[i] = &tr->metrics[i];
+  }
+  for (size_t i = 0; i < meta->n_datasets; i++) {
+    credito__v1__dataset_input__init(&tr->inputs[i]);
+    credito__v1__dataset_ref__init(&tr->refs[i]);
+    tr->refs[i].name = str(meta->datasets[i].name);
+    tr->refs[i].md5 = str(meta->datasets[i].md5);
+    tr->inputs[i].dataset = &tr->refs[i];
+    tr->inputs[i].context = str(meta->datasets[i].context);
+    tr->input_ptrs[i] = &tr->inputs[i];
+  }
+  lin->run_id = str(meta->run_id);
+  lin->experiment_id = str(meta->experiment_id);
+  lin->n_datasets = meta->n_datasets;
+  lin->datasets = tr->input_ptrs;
+}
+
 int md_artifact_sha256(const uint8_t *bytes, size_t len, char hex[65])
 {
   unsigned char md[EVP_MAX_MD_SIZE];
@@ -138,6 +202,8 @@ int md_artifact_pack(const struct md_prep *p, const ds_table *t, const double *c
   Credito__V1__Schema schema = CREDITO__V1__SCHEMA__INIT;
   Credito__V1__LogisticRegression lr = CREDITO__V1__LOGISTIC_REGRESSION__INIT;
   Credito__V1__Scorecard card = CREDITO__V1__SCORECARD__INIT;
+  Credito__V1__Lineage lineage = CREDITO__V1__LINEAGE__INIT;
+  Credito__V1__ModelRef parent = CREDITO__V1__MODEL_REF__INIT;
   struct pack_tree tr = {0};
   uint8_t *out = NULL;
   size_t n = 0;
@@ -161,7 +227,7 @@ int md_artifact_pack(const struct md_prep *p, const ds_table *t, const double *c
       goto out;
     }
   }
-  if (pack_tree_alloc(&tr, p->n_features, p->width))
+  if (pack_tree_alloc(&tr, p->n_features, p->width, meta))
     goto nomem;
   for (size_t j = 0; j < p->width; j++) {
     credito__v1__coefficient__init(&tr.coefs[j]);
@@ -170,7 +236,17 @@ int md_artifact_pack(const struct md_prep *p, const ds_table *t, const double *c
     tr.coef_ptrs[j] = &tr.coefs[j];
   }
   for (size_t i = 0; i < p->n_features; i++)
-    pack_feature(&tr, p, t, i);
+    pack_feature(&tr, p, t, i, meta->unknown_ignore);
+  pack_lineage(&tr, meta, &lineage);
+  if (meta->parent_name && meta->parent_name[0]) {
+    parent.name = str(meta->parent_name);
+    parent.selector_case = CREDITO__V1__MODEL_REF__SELECTOR_VERSION;
+    parent.version = meta->parent_version;
+    lineage.parent = &parent;
+  }
+  a.n_metrics = meta->n_metrics;
+  a.metrics = tr.metric_ptrs;
+  a.lineage = &lineage;
 
   schema.n_features = p->n_features;
   schema.features = tr.spec_ptrs;
@@ -356,5 +432,68 @@ int md_artifact_unpack(const uint8_t *bytes, size_t len, double **coef, size_t *
 out:
   if (a)
     credito__v1__model_artifact__free_unpacked(a, NULL);
+  return rc;
+}
+
+/* ---- Warm start ---- */
+
+/* CM_E_FAILED_PRECONDITION unless the parent's schema has t's features (p's) by name and kind,
+ * in order. */
+static int warm_schema_check(const Credito__V1__Schema *schema, const struct md_prep *p,
+                             const ds_table *t, struct cm_error *err)
+{
+  if (schema->n_features != p->n_features)
+    return cm_error_set(err, CM_E_FAILED_PRECONDITION, "parent has %zu features, the data %zu",
+                        schema->n_features, p->n_features);
+  for (size_t i = 0; i < p->n_features; i++) {
+    const struct ds_column *c = ds_column_at(t, p->features[i].col);
+    const Credito__V1__FeatureSpec *spec = schema->features[i];
+    bool numeric = spec->kind == CREDITO__V1__FEATURE_KIND__FEATURE_KIND_NUMERIC;
+    if (strcmp(spec->name, c->name) != 0 || numeric != (c->kind == DS_NUMERIC))
+      return cm_error_set(err, CM_E_FAILED_PRECONDITION,
+                          "parent's feature %zu is '%s', the data's '%s' (or its kind differs)",
+                          i + 1, spec->name, c->name);
+  }
+  return 0;
+}
+
+int md_artifact_warm_start(const uint8_t *bytes, size_t len, const struct md_prep *p,
+                           const ds_table *t, double *coef, size_t *matched,
+                           struct cm_error *err)
+{
+  Credito__V1__ModelArtifact *a = NULL;
+  const Credito__V1__LogisticRegression *lr;
+  double *check = NULL;
+  size_t ncheck = 0, found = 0;
+  struct md_scorecard sc;
+  int rc;
+
+  /* The full consistency check first: a parent we would refuse to serve starts nothing. */
+  rc = md_artifact_unpack(bytes, len, &check, &ncheck, &sc, err);
+  cm_free(check);
+  if (rc)
+    return rc;
+  a = credito__v1__model_artifact__unpack(NULL, len, bytes);
+  if (!a)
+    return cm_error_set(err, CM_E_NOMEM, "artifact: out of memory");
+  rc = warm_schema_check(a->schema, p, t, err);
+  if (rc)
+    goto out;
+  lr = a->logistic_regression;
+  for (size_t j = 0; j < p->width; j++) {
+    coef[j] = 0.0;
+    for (size_t k = 0; k < lr->n_coefficients; k++) {
+      if (strcmp(lr->coefficients[k]->name, p->names[j]) == 0) {
+        coef[j] = lr->coefficients[k]->value;
+        found++;
+        break;
+      }
+    }
+  }
+  coef[p->width] = lr->intercept;
+  if (matched)
+    *matched = found;
+out:
+  credito__v1__model_artifact__free_unpacked(a, NULL);
   return rc;
 }

@@ -214,8 +214,22 @@ int md_reasons(const struct md_prep *p, const double *coef, const double *x, siz
 /* Artifact layout version written and accepted (ModelArtifact.format_version). */
 #define MD_ARTIFACT_FORMAT 1
 
+/* One evaluation metric as the artifact records it. */
+struct md_metric {
+  const char *key; /* e.g. "test_roc_auc" */
+  double value;    /* finite */
+  int64_t step;    /* 0 for a final value; the fold or iteration for a series */
+};
+
+/* One dataset version the model was trained from. */
+struct md_dataset_ref {
+  const char *name;    /* dataset name */
+  const char *md5;     /* content MD5, the version */
+  const char *context; /* "source" (raw) or "training" (processed) */
+};
+
 /* What the artifact records beside the preparation, coefficients and scorecard. All borrowed;
- * a NULL string is written as empty. */
+ * a NULL string is written as empty, a NULL array with count 0 as none. */
 struct md_artifact_meta {
   const char *model_name;      /* registered model name, e.g. "credit-default" */
   const char *positive_label;  /* target value meaning default, e.g. "bad" */
@@ -227,10 +241,22 @@ struct md_artifact_meta {
   bool converged;              /* solver reached tol */
   int64_t created_ms;          /* fit time; pass a fixed value for reproducible bytes */
   const char *trainer_version; /* trainer code version */
+  bool unknown_ignore;         /* schema policy for unknown categories: ignore (else reject) */
+  const struct md_metric *metrics;        /* evaluation metrics, n_metrics of them */
+  size_t n_metrics;
+  const char *run_id;                     /* lineage: registry run, may be NULL */
+  const char *experiment_id;              /* lineage: its experiment, may be NULL */
+  const struct md_dataset_ref *datasets;  /* lineage: n_datasets inputs */
+  size_t n_datasets;
+  const char *parent_name;                /* lineage: warm-start parent model, NULL for none */
+  int64_t parent_version;                 /* its version */
 };
 
 /* Serialises a credito.v1.ModelArtifact: schema (names, kinds, declared categories of t's
- * feature columns, target name, meta->positive_label), the preparation, the coefficients
+ * feature columns, target name, meta->positive_label; each feature's default_value is its
+ * training median or most frequent training category, required is true when the training rows
+ * had no missing value in it, and categorical features carry meta's unknown-category policy),
+ * metrics and lineage from meta, the preparation, the coefficients
  * (coef: ncoef = md_prep_width(p) + 1 values, weights then intercept) with names, the
  * scorecard and meta's hyperparameters. p, t (the table p was fitted on, or one with the same
  * columns), coef, sc and meta are borrowed. Same inputs give the same bytes. On success returns
@@ -254,5 +280,16 @@ int md_artifact_sha256(const uint8_t *bytes, size_t len, char hex[65]);
  * *coef is NULL. Rebuilding the md_prep from the artifact is not done here yet. */
 int md_artifact_unpack(const uint8_t *bytes, size_t len, double **coef, size_t *ncoef,
                        struct md_scorecard *sc, struct cm_error *err);
+
+/* Warm start from a parent artifact (bytes borrowed): for each prepared column of p, the
+ * parent's coefficient of the same name, 0 when the parent has none (a new category); the
+ * intercept is the parent's. coef (caller's, md_prep_width(p) + 1) receives them; *matched (may
+ * be NULL) the number of columns found in the parent. The parent must be a valid artifact whose
+ * schema has the same feature names and kinds as t's features (the table p was fitted on):
+ * CM_E_CORRUPT for bytes that do not unpack, CM_E_FAILED_PRECONDITION naming the first feature that
+ * differs. err may be NULL. */
+int md_artifact_warm_start(const uint8_t *bytes, size_t len, const struct md_prep *p,
+                           const ds_table *t, double *coef, size_t *matched,
+                           struct cm_error *err);
 
 #endif

@@ -3,6 +3,7 @@
 #ifndef CREDITO_MODEL_INT_H
 #define CREDITO_MODEL_INT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "dataset.h"
@@ -17,6 +18,8 @@ struct md_feature {
   double std;        /* numeric: population std of the same; 1 when constant */
   size_t n_levels;   /* categorical: declared categories (length of level) */
   int *level;        /* categorical: per declared category its one-hot slot, -1 if unseen */
+  int mode;          /* categorical: most frequent training category (first on ties), -1 none */
+  bool had_missing;  /* the training rows had missing cells in this column */
 };
 
 /* The prepared columns of one feature are contiguous, from offset, in feature order. */

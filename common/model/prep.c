@@ -34,8 +34,10 @@ static void numeric_fit(struct md_feature *f, const double *v, const size_t *row
 {
   double sum = 0.0, ss = 0.0, lo = INFINITY, hi = -INFINITY;
   f->median = column_median(v, rows, n, tmp);
+  f->mode = -1;
   for (size_t i = 0; i < n; i++) {
     double x = isnan(v[rows[i]]) ? f->median : v[rows[i]];
+    f->had_missing |= isnan(v[rows[i]]);
     sum += x;
     lo = x < lo ? x : lo;
     hi = x > hi ? x : hi;
@@ -50,22 +52,33 @@ static void numeric_fit(struct md_feature *f, const double *v, const size_t *row
   f->std = lo == hi ? 1.0 : sqrt(ss / (double)n);
 }
 
-/* Marks the categories seen in rows; counts them into *seen. */
+/* Marks the categories seen in rows, counts them into *seen, and finds the most frequent. */
 static int categorical_fit(struct md_feature *f, const struct ds_column *c, const int *codes,
                            const size_t *rows, size_t n, size_t *seen)
 {
+  size_t *count;
   f->n_levels = c->n_categories;
   f->level = cm_calloc(f->n_levels ? f->n_levels : 1, sizeof *f->level);
-  if (!f->level)
+  count = cm_calloc(f->n_levels ? f->n_levels : 1, sizeof *count);
+  if (!f->level || !count) {
+    cm_free(count);
     return CM_E_NOMEM;
+  }
   for (size_t i = 0; i < n; i++) {
     int k = codes ? codes[rows[i]] : -1;
     if (k >= 0 && (size_t)k < f->n_levels)
-      f->level[k] = 1;
+      count[k]++;
+    else
+      f->had_missing = true;
   }
   *seen = 0;
-  for (size_t k = 0; k < f->n_levels; k++)
-    f->level[k] = f->level[k] ? (int)(*seen)++ : -1;
+  f->mode = -1;
+  for (size_t k = 0; k < f->n_levels; k++) {
+    f->level[k] = count[k] ? (int)(*seen)++ : -1;
+    if (count[k] && (f->mode < 0 || count[k] > count[f->mode]))
+      f->mode = (int)k;
+  }
+  cm_free(count);
   return 0;
 }
 
