@@ -1,0 +1,43 @@
+/* track: one training driven end to end against the registry (autolog): resolve the dataset,
+ * open a run, log params and tags, load, prepare and store the processed matrix as a dataset
+ * version whose parent is the raw one, fit, evaluate, cross-validate, upload the artifact,
+ * register the version, check the gates and move the alias. Used by the Train RPC and by the
+ * command-line form with --registry. */
+#ifndef CREDITO_TRACK_H
+#define CREDITO_TRACK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "arena.h"
+#include "credito/v1/trainer.pb-c.h"
+#include "err.h"
+#include "rpc.h"
+
+/* Where a training's progress goes (the Train stream, or a terminal). */
+struct trk_sink {
+  void *ctx;
+  /* One progress event (borrowed for the call). A nonzero return stops the training with that
+   * code (the client went away). */
+  int (*progress)(void *ctx, const Credito__V1__TrainProgress *p);
+  /* True once the client cancelled; checked between stages. */
+  bool (*cancelled)(void *ctx);
+};
+
+/* Settings of the trainer process. */
+struct trk_opts {
+  rpc_channel *registry;       /* borrowed */
+  int64_t timeout_ms;          /* per registry call; streams get ten times this */
+  size_t max_dataset;          /* largest dataset version it trains on, in bytes */
+  const char *trainer_version; /* recorded in tags and the artifact */
+};
+
+/* Runs one training for req (borrowed). On success returns 0 and *out, built in arena a (the
+ * caller's). On failure returns the CM_E_* code (see trainer.proto for which) with err set;
+ * when a run was created it is marked FAILED (KILLED when cancelled) with the reason, and no
+ * version is registered unless the failure came after registration (then err says so). */
+int trk_train(const struct trk_opts *o, const Credito__V1__TrainRequest *req,
+              const struct trk_sink *sink, cm_arena *a, Credito__V1__TrainResult **out,
+              struct cm_error *err);
+
+#endif

@@ -1,0 +1,122 @@
+/* service: Train over gRPC. The handler hands the call to a training thread, which streams
+ * progress events with backpressure and finishes the call with the result or the error. */
+#include <pthread.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "credito/v1/trainer.pb-c.h"
+#include "log.h"
+#include "mem.h"
+#include "train_service.h"
+
+struct trainer_service {
+  struct rpc_service svc;     /* first: the server sees this */
+  struct rpc_method method;   /* Train */
+  const struct trk_opts *opts;
+  pthread_mutex_t mu;         /* guards busy and thread */
+  bool busy;                  /* a training is running */
+  bool joinable;              /* thread holds a thread to join */
+  pthread_t thread;
+};
+
+/* How long a progress event may wait for a slow client before the training gives up. */
+#define TRAIN_WRITE_WAIT_MS 30000
+
+static int sink_progress(void *ctx, const Credito__V1__TrainProgress *p)
+{
+  Credito__V1__TrainEvent ev = CREDITO__V1__TRAIN_EVENT__INIT;
+  ev.event_case = CREDITO__V1__TRAIN_EVENT__EVENT_PROGRESS;
+  ev.progress = (Credito__V1__TrainProgress *)(uintptr_t)p;
+  return rpc_call_write_wait(ctx, &ev.base, TRAIN_WRITE_WAIT_MS);
+}
+
+static bool sink_cancelled(void *ctx) { return rpc_call_cancelled(ctx); }
+
+static void *train_thread(void *arg)
+{
+  rpc_call *call = arg;
+  struct trainer_service *ts = rpc_call_service(call);
+  const Credito__V1__TrainRequest *req = rpc_call_data(call);
+  struct trk_sink sink = {call, sink_progress, sink_cancelled};
+  Credito__V1__TrainResult *res = NULL;
+  Credito__V1__TrainEvent ev = CREDITO__V1__TRAIN_EVENT__INIT;
+  cm_arena *a = cm_arena_new(0);
+  struct cm_error err;
+  int rc;
+
+  cm_error_clear(&err);
+  rc = a ? trk_train(ts->opts, req, &sink, a, &res, &err)
+         : cm_error_set(&err, CM_E_NOMEM, "out of memory");
+  if (!rc) {
+    ev.event_case = CREDITO__V1__TRAIN_EVENT__EVENT_RESULT;
+    ev.result = res;
+    rc = rpc_call_write_wait(call, &ev.base, TRAIN_WRITE_WAIT_MS);
+    if (rc)
+      cm_error_set(&err, rc, "the client went away before the result");
+    cm_log(CM_LOG_INFO, "trained", "model=%s version=%lld run=%s alias=%s", req->model_name,
+           res->model_version ? (long long)res->model_version->version : 0LL, res->run_id,
+           res->alias);
+  }
+  rpc_call_finish(call, rc, rc ? err.msg : NULL);
+  cm_arena_free(a);
+  pthread_mutex_lock(&ts->mu);
+  ts->busy = false;
+  pthread_mutex_unlock(&ts->mu);
+  return NULL;
+}
+
+static void train_start(rpc_call *call, const ProtobufCMessage *req)
+{
+  struct trainer_service *ts = rpc_call_service(call);
+  bool busy;
+
+  pthread_mutex_lock(&ts->mu);
+  busy = ts->busy;
+  if (!busy) {
+    /* The previous training's thread has ended (busy is false): reap it. */
+    if (ts->joinable)
+      pthread_join(ts->thread, NULL);
+    ts->joinable = false;
+    rpc_call_set_data(call, (void *)(uintptr_t)req, NULL);
+    ts->busy = pthread_create(&ts->thread, NULL, train_thread, call) == 0;
+    ts->joinable = ts->busy;
+  }
+  pthread_mutex_unlock(&ts->mu);
+  if (busy)
+    rpc_call_finish(call, CM_E_EXHAUSTED, "the trainer is busy with another training; retry "
+                    "when it ends");
+  else if (!ts->joinable)
+    rpc_call_finish(call, CM_E_INTERNAL, "cannot start a training thread");
+}
+
+/* The thread sees rpc_call_cancelled at its next checkpoint and finishes the call. */
+static void train_cancel(rpc_call *call)
+{
+  cm_log(CM_LOG_INFO, "training cancelled", "peer=%s", rpc_call_peer(call));
+}
+
+struct rpc_service *trainer_service_new(const struct trk_opts *opts)
+{
+  const ProtobufCServiceDescriptor *d = &credito__v1__trainer__descriptor;
+  struct trainer_service *ts = cm_calloc(1, sizeof *ts);
+
+  if (!ts)
+    return NULL;
+  ts->opts = opts;
+  pthread_mutex_init(&ts->mu, NULL);
+  ts->method = (struct rpc_method){"Train", RPC_SERVER_STREAM, d->methods[0].input,
+                                   d->methods[0].output, train_start, NULL, NULL, train_cancel};
+  ts->svc = (struct rpc_service){d->name, &ts->method, 1, ts, NULL};
+  return &ts->svc;
+}
+
+void trainer_service_free(struct rpc_service *svc)
+{
+  struct trainer_service *ts = (struct trainer_service *)svc;
+  if (!ts)
+    return;
+  if (ts->joinable)
+    pthread_join(ts->thread, NULL);
+  pthread_mutex_destroy(&ts->mu);
+  cm_free(ts);
+}
