@@ -10,7 +10,8 @@
 #include "pbjson.h"
 
 static const char usage[] =
-    "Usage: creditoctl [--registry HOST:PORT] [--json] [--timeout MS] COMMAND ...\n"
+    "Usage: creditoctl [--registry HOST:PORT] [--trainer HOST:PORT] [--json] [--timeout MS]\n"
+    "                  COMMAND ...\n"
     "\n"
     "  dataset push FILE --name NAME [--format arff|csv] [--parent NAME@MD5]\n"
     "               [--target COL] [--positive LABEL]\n"
@@ -24,15 +25,23 @@ static const char usage[] =
     "  model alias NAME ALIAS VERSION   point ALIAS at VERSION (--delete to remove it)\n"
     "  lineage NAME/N | NAME@ALIAS      a version's run, datasets and their parents\n"
     "  events [--subject PREFIX]        the audit log\n"
+    "  train DATASET[@MD5] [--model NAME] [--alias ALIAS [--min-auc X]] [--experiment NAME]\n"
+    "        [--C C] [--max-iter N] [--tol T] [--unknown-category reject|ignore]\n"
+    "        [--test-fraction F (0: fit on every row)] [--cv-folds K] [--seed S]\n"
+    "        [--target COL] [--positive LABEL] [--parent NAME/N|NAME@ALIAS]\n"
+    "        [--pdo P] [--base-score S] [--base-odds O] [--threshold T] [--tags k=v,...]\n"
+    "                                   train, register and (if the gate passes) alias a\n"
+    "                                   version; a progress bar, then the result\n"
     "\n"
-    "Environment: CREDITO_REGISTRY (default 127.0.0.1:50051).\n";
+    "Environment: CREDITO_REGISTRY (default 127.0.0.1:50051), CREDITO_TRAINER (default\n"
+    "127.0.0.1:50052).\n";
 
 static const struct {
   const char *name;
   ctl_cmd_fn fn;
 } commands[] = {
     {"dataset", ctl_cmd_dataset}, {"runs", ctl_cmd_runs},     {"model", ctl_cmd_model},
-    {"lineage", ctl_cmd_lineage}, {"events", ctl_cmd_events},
+    {"lineage", ctl_cmd_lineage}, {"events", ctl_cmd_events},     {"train", ctl_cmd_train},
 };
 
 rpc_channel *ctl_registry(struct ctl *c)
@@ -169,13 +178,18 @@ static int global_flags(struct ctl *c, int argc, char **argv)
 
     if (strcmp(a, "--json") == 0) {
       c->json = true;
-    } else if ((strcmp(a, "--registry") == 0 || strcmp(a, "--timeout") == 0) && i + 1 < argc) {
+    } else if ((strcmp(a, "--registry") == 0 || strcmp(a, "--timeout") == 0 ||
+                strcmp(a, "--trainer") == 0) && i + 1 < argc) {
       if (a[2] == 'r')
         c->registry_addr = argv[++i];
+      else if (a[3] == 'r')
+        c->trainer_addr = argv[++i];
       else
         c->timeout_ms = strtol(argv[++i], NULL, 10);
     } else if (strncmp(a, "--registry=", 11) == 0) {
       c->registry_addr = a + 11;
+    } else if (strncmp(a, "--trainer=", 10) == 0) {
+      c->trainer_addr = a + 10;
     } else if (strncmp(a, "--timeout=", 10) == 0) {
       c->timeout_ms = strtol(a + 10, NULL, 10);
     } else {
@@ -193,6 +207,8 @@ int main(int argc, char **argv)
   int rc = 0;
 
   c.registry_addr = env && env[0] ? env : "127.0.0.1:50051";
+  env = getenv("CREDITO_TRAINER");
+  c.trainer_addr = env && env[0] ? env : "127.0.0.1:50052";
   c.timeout_ms = 30000;
   argc = global_flags(&c, argc, argv);
   if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {

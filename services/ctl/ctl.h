@@ -13,6 +13,7 @@
 struct ctl {
   rpc_channel *registry;  /* connected lazily by ctl_registry() */
   const char *registry_addr;
+  const char *trainer_addr; /* --trainer / CREDITO_TRAINER */
   bool json;              /* --json: print responses as JSON */
   long timeout_ms;        /* per call */
   struct cm_error err;    /* the failing command's error */
@@ -46,5 +47,6 @@ int ctl_cmd_runs(struct ctl *c, int argc, char **argv);
 int ctl_cmd_model(struct ctl *c, int argc, char **argv);
 int ctl_cmd_lineage(struct ctl *c, int argc, char **argv);
 int ctl_cmd_events(struct ctl *c, int argc, char **argv);
+int ctl_cmd_train(struct ctl *c, int argc, char **argv);
 
 #endif

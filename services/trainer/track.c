@@ -634,6 +634,16 @@ static int stage_register(struct trk *t, const Credito__V1__Artifact *art, const
   return 0;
 }
 
+/* The last progress event: what was registered. */
+static int registered(struct trk *t, const Credito__V1__TrainResult *res)
+{
+  char msg[160];
+  snprintf(msg, sizeof(msg), "registered %.60s/%lld%s%.40s%s", res->model_version->name,
+           (long long)res->model_version->version, res->alias[0] ? " as " : "", res->alias,
+           res->gate_failure_reason[0] ? " (a gate failed: alias not moved)" : "");
+  return progress(t, CREDITO__V1__TRAIN_STAGE__TRAIN_STAGE_REGISTER, 1.0, msg, NULL, 0);
+}
+
 /* Ends the run: FINISHED, or FAILED/KILLED with the reason. Best effort on failure paths. */
 static void close_run(struct trk *t, int rc, const struct cm_error *cause)
 {
@@ -669,6 +679,9 @@ static int run_stages(struct trk *t, Credito__V1__TrainResult *res, struct cm_er
   rc = rc ? rc : stage_fit_eval(t, err);
   rc = rc ? rc : stage_upload(t, &art, sha, err);
   rc = rc ? rc : stage_register(t, art, sha, res, err);
+  /* The version exists now: a client gone at this point changes nothing. */
+  if (!rc)
+    registered(t, res);
   if (!rc) {
     res->run_id = t->run_id;
     res->processed_dataset = cm_arena_calloc(t->a, 1, sizeof *res->processed_dataset);

@@ -10,6 +10,19 @@
 /* Bytes per chunk message (well under the 4 MiB message cap). */
 #define TRK_CHUNK (256 * 1024)
 
+/* Rewrites err as "registry METHOD: <server message>", dropping the client's "CODE: " prefix
+ * (the trainer's own status carries the code). Returns rc. */
+static int reg_fail(struct cm_error *err, int rc, const char *method)
+{
+  char msg[sizeof err->msg];
+  const char *m = err->msg, *code = cm_grpc_code_name(cm_code_to_grpc(rc));
+  size_t n = strlen(code);
+  if (strncmp(m, code, n) == 0 && m[n] == ':' && m[n + 1] == ' ')
+    m += n + 2;
+  snprintf(msg, sizeof(msg), "%s", m);
+  return cm_error_set(err, rc, "registry %s: %s", method, msg);
+}
+
 int trk_call(const struct trk_opts *o, const char *method, const ProtobufCMessage *req,
              const ProtobufCMessageDescriptor *resp_desc, cm_arena *a, void *resp,
              struct cm_error *err)
@@ -18,9 +31,7 @@ int trk_call(const struct trk_opts *o, const char *method, const ProtobufCMessag
   int rc;
   snprintf(path, sizeof(path), "/credito.v1.Registry/%s", method);
   rc = rpc_unary(o->registry, path, req, resp_desc, o->timeout_ms, a, resp, err);
-  if (rc)
-    cm_error_set(err, rc, "registry %s: %s", method, err->msg);
-  return rc;
+  return rc ? reg_fail(err, rc, method) : 0;
 }
 
 int trk_md5_hex(const void *bytes, size_t len, char hex[33])
@@ -92,9 +103,7 @@ static int download(const struct trk_opts *o, const char *method, const Protobuf
   if (!rc)
     rc = rpc_stream_finish(st, err);
   rpc_stream_free(st);
-  if (rc)
-    cm_error_set(err, rc, "registry %s: %s", method, err->msg);
-  return rc;
+  return rc ? reg_fail(err, rc, method) : 0;
 }
 
 int trk_dataset_get(const struct trk_opts *o, const char *md5, size_t max, struct cm_buf *out,
@@ -143,9 +152,7 @@ static int upload(const struct trk_opts *o, const char *method, ProtobufCMessage
   if (!rc && !*resp)
     rc = cm_error_set(err, CM_E_INTERNAL, "no response");
   rpc_stream_free(st);
-  if (rc)
-    cm_error_set(err, rc, "registry %s: %s", method, err->msg);
-  return rc;
+  return rc ? reg_fail(err, rc, method) : 0;
 }
 
 static void dataset_chunk(ProtobufCMessage *m, const uint8_t *p, size_t n)

@@ -315,6 +315,9 @@ int trn_job_final_metrics(const trn_job *job, struct md_metric **out, size_t *n)
     return CM_E_NOMEM;
   for (size_t i = 0; i < job->n_metrics; i++) {
     size_t j = 0;
+    /* Per-fold AUCs are a series with no final value; their mean and spread stand for them. */
+    if (strcmp(job->metrics[i].key, "cv_roc_auc") == 0)
+      continue;
     while (j < k && strcmp(m[j].key, job->metrics[i].key) != 0)
       j++;
     m[j].key = job->metrics[i].key;

@@ -106,7 +106,7 @@ const char *trn_job_processed(const trn_job *job, size_t *len);
 const struct trn_metric *trn_job_metrics(const trn_job *job, size_t *n);
 
 /* The final value of each metric key, in first-recorded order (a series collapses to its last
- * point, step 0): *out (caller frees with cm_free) holds *n entries whose keys point into job.
+ * point, step 0; the per-fold "cv_roc_auc" is left out): *out (caller frees with cm_free) holds *n entries whose keys point into job.
  * 0 or CM_E_NOMEM. */
 int trn_job_final_metrics(const trn_job *job, struct md_metric **out, size_t *n);
 
