@@ -115,8 +115,9 @@ const char *ds_relation(const ds_table *t);
 /* Picks the target column and its positive label. target (borrowed) NULL or "" means "class" if
  * there is such a column, else the last column; positive (borrowed) NULL or "" means "bad",
  * which must then be a category of the target. The target must be categorical with exactly two
- * declared categories. Returns 0 with *target_col and *positive_index set, or CM_E_INVALID with
- * err saying what to fix (a missing positive label asks for --positive). */
+ * declared categories. Returns 0 with *target_col and *positive_index set, CM_E_FAILED_PRECONDITION
+ * when the target has fewer than two classes (one class only), or CM_E_INVALID with err saying
+ * what to fix (a missing positive label asks for --positive). */
 int ds_schema_infer_target(const ds_table *t, const char *target, const char *positive,
                            int *target_col, int *positive_index, struct cm_error *err);
 

@@ -501,6 +501,11 @@ static int target_column(const ds_table *t, const char *target, struct cm_error 
     return cm_error_set(err, CM_E_INVALID,
                         "target column '%.40s' is numeric; it must be categorical with 2 classes",
                         t->cols[col].name);
+  /* One class (or none) is data that cannot be fitted; three or more is a wrong column. */
+  if (t->cols[col].n_categories < 2)
+    return cm_error_set(err, CM_E_FAILED_PRECONDITION,
+                        "one class only: target column '%.40s' has %zu class(es); need 2",
+                        t->cols[col].name, t->cols[col].n_categories);
   if (t->cols[col].n_categories != 2)
     return cm_error_set(err, CM_E_INVALID,
                         "target column '%.40s' has %zu classes; it must have exactly 2",

@@ -29,6 +29,7 @@ struct trk {
   char *processed_name;                 /* in a */
   char processed_md5[33];
   double fraction;                      /* progress so far */
+  int gone;                             /* nonzero once a progress event could not be sent */
   size_t logged;                        /* job metrics already sent to the run */
 };
 
@@ -52,13 +53,15 @@ static int progress(struct trk *t, Credito__V1__TrainStage stage, double fractio
   p.metrics = metrics;
   p.n_metrics = n;
   p.run_id = t->run_id ? t->run_id : (char *)"";
-  return t->sink->progress ? t->sink->progress(t->sink->ctx, &p) : 0;
+  if (!t->gone && t->sink->progress)
+    t->gone = t->sink->progress(t->sink->ctx, &p);
+  return t->gone;
 }
 
 /* Between stages: CM_E_CANCELLED once the client cancelled. */
 static int checkpoint(struct trk *t, struct cm_error *err)
 {
-  if (t->sink->cancelled && t->sink->cancelled(t->sink->ctx))
+  if (t->gone || (t->sink->cancelled && t->sink->cancelled(t->sink->ctx)))
     return cm_error_set(err, CM_E_CANCELLED, "training cancelled by the client");
   return 0;
 }
@@ -123,6 +126,17 @@ static int req_params(struct trk *t, struct cm_error *err)
   }
   rc = trn_params_check(p, err);
   return rc ? rc : req_gates(r, err);
+}
+
+int trk_request_check(const Credito__V1__TrainRequest *req, struct cm_error *err)
+{
+  struct trk t = {0};
+  int rc;
+  t.req = req;
+  trn_params_init(&t.params);
+  rc = req_params(&t, err);
+  trn_params_cleanup(&t.params);
+  return rc;
 }
 
 /* ---- Registry steps ---- */
@@ -219,8 +233,8 @@ static int stage_done(struct trk *t, Credito__V1__TrainStage stage, double fract
   Credito__V1__Metric **ms = NULL;
   size_t n = 0;
   int rc = log_new_metrics(t, &ms, &n, err);
-  if (!rc && progress(t, stage, fraction, msg, ms, n))
-    rc = cm_error_set(err, CM_E_CANCELLED, "the client went away");
+  if (!rc)
+    progress(t, stage, fraction, msg, ms, n);
   return rc ? rc : checkpoint(t, err);
 }
 
@@ -244,8 +258,10 @@ static int log_params(struct trk *t, struct cm_error *err)
   snprintf(v[5], 96, "%.17g", p->no_holdout ? 0.0 : p->test_fraction);
   snprintf(v[6], 96, "%d", p->cv_folds);
   snprintf(v[7], 96, "%llu", (unsigned long long)p->seed);
-  snprintf(v[8], 96, "%.95s", p->target ? p->target : "");
-  snprintf(v[9], 96, "%.95s", p->positive ? p->positive : "");
+  const char *positive, *target = trn_job_target(t->job, &positive);
+
+  snprintf(v[8], 96, "%.95s", target);
+  snprintf(v[9], 96, "%.95s", positive);
   snprintf(v[10], 96, "%.17g", p->sc.pdo);
   snprintf(v[11], 96, "%.17g", p->sc.base_score);
   snprintf(v[12], 96, "%.17g", p->sc.base_odds);
@@ -328,10 +344,13 @@ static int stage_load(struct trk *t, struct cm_error *err)
     rc = trn_job_load(t->job, data.data ? data.data : "", data.len,
                       t->raw->format[0] ? t->raw->format : NULL, err);
   cm_buf_cleanup(&data);
-  if (rc)
-    return cm_error_set(err, rc, "dataset %s@%s: %s", t->raw->name,
-                        t->raw->blob ? t->raw->blob->md5 : "", err->msg);
-  return progress(t, CREDITO__V1__TRAIN_STAGE__TRAIN_STAGE_LOAD, 0.1, "dataset parsed", NULL, 0);
+  if (rc) {
+    char msg[sizeof err->msg];
+    snprintf(msg, sizeof(msg), "%s", err->msg);
+    return cm_error_set(err, rc, "dataset %.40s: %s", t->raw->name, msg);
+  }
+  progress(t, CREDITO__V1__TRAIN_STAGE__TRAIN_STAGE_LOAD, 0.1, "dataset parsed", NULL, 0);
+  return checkpoint(t, err);
 }
 
 /* The processed matrix's schema: every prepared column numeric, the 0/1 target. */
@@ -393,9 +412,9 @@ static int stage_prepare(struct trk *t, struct cm_error *err)
   rc = trk_call(t->o, "CreateDatasetVersion", &req.base,
                 &credito__v1__dataset_version__descriptor, t->a, &dv, err);
   if (!rc)
-    rc = progress(t, CREDITO__V1__TRAIN_STAGE__TRAIN_STAGE_PREPARE, 0.2,
-                  "prepared and stored the processed matrix", NULL, 0);
-  return rc;
+    progress(t, CREDITO__V1__TRAIN_STAGE__TRAIN_STAGE_PREPARE, 0.2,
+             "prepared and stored the processed matrix", NULL, 0);
+  return rc ? rc : checkpoint(t, err);
 }
 
 /* Logs the two inputs, source and training, then the tags (which name both digests). */
@@ -527,8 +546,8 @@ static int stage_upload(struct trk *t, Credito__V1__Artifact **art, char sha[65]
                           art, err);
   cm_free(bytes);
   if (!rc)
-    rc = progress(t, CREDITO__V1__TRAIN_STAGE__TRAIN_STAGE_UPLOAD, 0.95, "artifact uploaded",
-                  NULL, 0);
+    progress(t, CREDITO__V1__TRAIN_STAGE__TRAIN_STAGE_UPLOAD, 0.95, "artifact uploaded", NULL,
+             0);
   return rc ? rc : checkpoint(t, err);
 }
 
@@ -659,6 +678,8 @@ static void close_run(struct trk *t, int rc, const struct cm_error *cause)
                                       : CREDITO__V1__RUN_STATUS__RUN_STATUS_FAILED;
   req.end_ms = now_ms();
   req.failure_reason = rc ? (char *)cause->msg : (char *)"";
+  if (rc == CM_E_CANCELLED && !cause->msg[0])
+    req.failure_reason = (char *)"training cancelled by the client";
   if (trk_call(t->o, "UpdateRun", &req.base, &credito__v1__run__descriptor, t->a, &run, &e))
     cm_log(CM_LOG_WARN, "cannot close the run", "run=%s error=%s", t->run_id, e.msg);
 }
@@ -668,11 +689,13 @@ static int run_stages(struct trk *t, Credito__V1__TrainResult *res, struct cm_er
 {
   Credito__V1__Artifact *art = NULL;
   char sha[65] = "";
-  int rc = progress(t, CREDITO__V1__TRAIN_STAGE__TRAIN_STAGE_LOAD, 0.02, "run created", NULL, 0);
+  int rc;
 
-  rc = rc ? rc : log_params(t, err);
+  progress(t, CREDITO__V1__TRAIN_STAGE__TRAIN_STAGE_LOAD, 0.02, "run created", NULL, 0);
+  rc = checkpoint(t, err);
   rc = rc ? rc : stage_load(t, err);
-  rc = rc ? rc : checkpoint(t, err);
+  /* After loading, so target and positive_label are the ones actually used. */
+  rc = rc ? rc : log_params(t, err);
   rc = rc ? rc : stage_prepare(t, err);
   rc = rc ? rc : log_inputs(t, err);
   rc = rc ? rc : checkpoint(t, err);

@@ -32,6 +32,10 @@ struct trk_opts {
   const char *trainer_version; /* recorded in tags and the artifact */
 };
 
+/* Checks req on its own (params, fractions, folds, scorecard, gates, alias): 0 or
+ * CM_E_INVALID with err naming the field. trk_train does the same first. */
+int trk_request_check(const Credito__V1__TrainRequest *req, struct cm_error *err);
+
 /* Runs one training for req (borrowed). On success returns 0 and *out, built in arena a (the
  * caller's). On failure returns the CM_E_* code (see trainer.proto for which) with err set;
  * when a run was created it is marked FAILED (KILLED when cancelled) with the reason, and no

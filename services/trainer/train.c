@@ -176,13 +176,19 @@ int trn_job_load(trn_job *job, const char *text, size_t len, const char *format,
   if (ds_columns(job->table) < 2)
     return cm_error_set(err, CM_E_INVALID, "the dataset has %zu column(s); need features and "
                         "a target", ds_columns(job->table));
-  rc = ds_schema_infer_target(job->table, job->params.target, job->params.positive,
-                              &job->target_col, &job->positive, err);
-  if (rc)
-    return rc;
+  /* Rows first: with none, a CSV target has no categories to check. */
   if (ds_rows(job->table) == 0)
     return cm_error_set(err, CM_E_FAILED_PRECONDITION, "the dataset has a header but no rows");
-  return job_labels(job, err);
+  rc = ds_schema_infer_target(job->table, job->params.target, job->params.positive,
+                              &job->target_col, &job->positive, err);
+  return rc ? rc : job_labels(job, err);
+}
+
+const char *trn_job_target(const trn_job *job, const char **positive)
+{
+  const struct ds_column *c = ds_column_at(job->table, (size_t)job->target_col);
+  *positive = c->categories[job->positive];
+  return c->name;
 }
 
 /* Appends s as one CSV field, quoted when it holds a delimiter, quote or line break. */

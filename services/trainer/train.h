@@ -102,6 +102,10 @@ int trn_job_pack(trn_job *job, const struct md_artifact_meta *meta, uint8_t **by
 /* The processed CSV after trn_job_prepare(job, true): borrowed, NULL before. */
 const char *trn_job_processed(const trn_job *job, size_t *len);
 
+/* After trn_job_load: the target column's name, and its positive label in *positive (both
+ * borrowed from the job). */
+const char *trn_job_target(const trn_job *job, const char **positive);
+
 /* Every metric recorded so far, in order (borrowed). */
 const struct trn_metric *trn_job_metrics(const trn_job *job, size_t *n);
 

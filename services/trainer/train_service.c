@@ -57,19 +57,28 @@ static void *train_thread(void *arg)
            res->model_version ? (long long)res->model_version->version : 0LL, res->run_id,
            res->alias);
   }
-  rpc_call_finish(call, rc, rc ? err.msg : NULL);
-  cm_arena_free(a);
+  /* Free the slot before the status goes out: a client that calls again as soon as it has its
+   * answer must not be told the trainer is busy. */
   pthread_mutex_lock(&ts->mu);
   ts->busy = false;
   pthread_mutex_unlock(&ts->mu);
+  rpc_call_finish(call, rc, rc ? err.msg : NULL);
+  cm_arena_free(a);
   return NULL;
 }
 
 static void train_start(rpc_call *call, const ProtobufCMessage *req)
 {
   struct trainer_service *ts = rpc_call_service(call);
+  struct cm_error err;
   bool busy;
 
+  /* A bad request is answered at once, busy or not, and never takes the slot. */
+  cm_error_clear(&err);
+  if (trk_request_check((const Credito__V1__TrainRequest *)req, &err)) {
+    rpc_call_fail(call, &err);
+    return;
+  }
   pthread_mutex_lock(&ts->mu);
   busy = ts->busy;
   if (!busy) {

@@ -569,6 +569,11 @@ static void test_target_choice(void **state)
   assert_int_equal(ds_schema_infer_target(t, NULL, NULL, &col, &pos, &err), CM_E_INVALID);
   assert_non_null(strstr(err.msg, "has 3 classes"));
   ds_table_free(t);
+  assert_int_equal(ds_parse_csv("x,class\n1,a\n2,a\n", 16, NULL, NULL, &t, &err), 0);
+  assert_int_equal(ds_schema_infer_target(t, NULL, NULL, &col, &pos, &err),
+                   CM_E_FAILED_PRECONDITION);
+  assert_non_null(strstr(err.msg, "one class only"));
+  ds_table_free(t);
 }
 
 static void test_accessors_out_of_range(void **state)
