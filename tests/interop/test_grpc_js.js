@@ -1,6 +1,7 @@
-// Interop: the echo test server and the registry against @grpc/grpc-js (Node's pure-JS gRPC
-// client, a different HTTP/2 stack from the C core): the four call shapes, health, unknown
-// methods, deadlines, and a graceful stop with the client connection still open.
+// Interop: the echo test server, the registry and the trainer against @grpc/grpc-js (Node's
+// pure-JS gRPC client, a different HTTP/2 stack from the C core): the four call shapes, health,
+// unknown methods, deadlines, a graceful stop with the client connection still open, and the
+// trainer's Train stream refusing an empty request.
 //
 // Run: node tests/interop/test_grpc_js.js [BUILD_DIR]   (or CREDITO_BUILD_DIR; default
 // /work/main/build). The modules come from tests/peers/node_modules (cd tests/peers && npm ci).
@@ -31,6 +32,7 @@ const BUILD = process.argv[2] || process.env.CREDITO_BUILD_DIR ||
 const BIN = {
   echo: path.join(BUILD, 'tests/integration/credito-echo-server'),
   registry: path.join(BUILD, 'services/registry/credito-registry'),
+  trainer: path.join(BUILD, 'services/trainer/credito-trainer'),
 };
 const GRPC_PROTO = '/usr/share/grpc-proto';
 const S = grpc.status;
@@ -222,3 +224,27 @@ test('registry over grpc-js: an unknown run is NOT_FOUND, naming it', async () =
     fs.rmSync(store, { recursive: true, force: true });
   }
 });
+
+test('trainer over grpc-js: an empty Train is INVALID_ARGUMENT, naming the required fields',
+  async () => {
+    // The registry is a port nobody listens on: an empty request is refused before any call.
+    const srv = await startServer(BIN.trainer, ['--registry', '127.0.0.1:1']);
+    const c = new grpc.Client(`127.0.0.1:${srv.port}`, grpc.credentials.createInsecure());
+    try {
+      const events = [];
+      await assert.rejects(new Promise((resolve, reject) => {
+        const s = c.makeServerStreamRequest('/credito.v1.Trainer/Train', (x) => x, (x) => x,
+          Buffer.alloc(0), { deadline: deadline(5000) });
+        s.on('data', (m) => events.push(m));
+        s.on('error', reject);
+        s.on('status', (st) => { if (st.code === S.OK) resolve(); });
+      }), (e) => e.code === S.INVALID_ARGUMENT &&
+        /model_name and dataset\.name are required/.test(e.details));
+      assert.equal(events.length, 0, 'no event before the error');
+    } finally {
+      c.close();
+      srv.proc.kill('SIGTERM');
+      const { code } = await srv.exited;
+      assert.equal(code, 0, srv.stderr());
+    }
+  });
