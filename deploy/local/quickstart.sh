@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Quickstart: installs what Credito needs, builds it, starts the registry (on the embedded file
 # store, or on S3 when CREDITO_STORE=s3://... and AWS_ENDPOINT_URL_S3 are set), the trainer and
-# the predictor on loopback, pushes German Credit as a versioned dataset, and shows what each
-# service serves. Training and prediction join this script as their services land (issues #4,
-# #5). Stop with deploy/local/stop.sh.
+# the predictor on loopback, pushes German Credit as a versioned dataset, trains and registers
+# credit-default with the champion alias (gate: test AUC >= 0.7), and shows what each service
+# serves. Prediction joins this script when the predictor lands (issue #5).
+# Stop with deploy/local/stop.sh.
 # Environment: CREDITO_RUN_DIR (default .credito-run) holds logs, pids and the file store.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -40,6 +41,12 @@ cp data/raw/credit-g.arff "$run/data/"
 echo "== dataset push (store: $CREDITO_STORE)"
 $ctl --registry 127.0.0.1:50051 dataset push "$run/data/credit-g.arff" --name german-credit
 echo
+echo "== train credit-default on german-credit, alias champion if test AUC >= 0.7"
+$ctl --registry 127.0.0.1:50051 --trainer 127.0.0.1:50052 train german-credit \
+  --model credit-default --alias champion --min-auc 0.7 --seed 42
+echo
+$ctl --registry 127.0.0.1:50051 model show credit-default
+echo
 
 buf=tests/peers/node_modules/.bin/buf
 for p in 50051 50052 50053; do
@@ -51,6 +58,8 @@ done
 cat <<MSG
 Credito is running: registry :50051, trainer :50052, predictor :50053 (logs in $run).
 Try:  $ctl dataset list
+      $ctl runs list
+      $ctl lineage credit-default@champion
       $ctl events
       $buf curl --protocol grpc --http2-prior-knowledge --list-methods http://127.0.0.1:50051
 Stop: deploy/local/stop.sh
