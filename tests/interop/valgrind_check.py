@@ -1,7 +1,8 @@
-"""Runs credito-echo-server and credito-registry under valgrind through every path the RPC layer
-has (all call shapes, health Watch, reflection, garbage and oversized payloads, an unknown
-method, a deadline shorter than the handler, client cancellation, SIGTERM with calls in flight)
-and fails if valgrind reports an error or a definite leak, or the server does not exit 0.
+"""Runs credito-echo-server, credito-registry and credito-trainer under valgrind through every
+path the RPC layer has (all call shapes, health Watch, reflection, garbage and oversized payloads, an unknown
+method, a deadline shorter than the handler, client cancellation, SIGTERM with calls in flight;
+for the trainer a whole German Credit training against a registry, and refused requests) and
+fails if valgrind reports an error or a definite leak, or the server does not exit 0.
 
 Usage: /usr/bin/python3 tests/interop/valgrind_check.py   (CREDITO_BUILD_DIR, CREDITO_BUF)
 """
@@ -82,14 +83,15 @@ def drive_echo(target, buf):
     return ch, echo
 
 
-def run(program, drive, buf):
+def run(program, drive, buf, args=None):
     log = tempfile.NamedTemporaryFile(prefix="credito-valgrind-", suffix=".log", delete=False)
     os.environ["CREDITO_SERVER_WRAPPER"] = (
         "valgrind --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite "
         "--error-exitcode=99 --log-file=%s" % log.name)
-    args = ["--max-message", "65536", "--workers", "2", "--grace", "30s"] if (
-        program == "credito-echo-server") else [
-        "--store", "file://" + tempfile.mkdtemp(prefix="credito-store-")]
+    if args is None:
+        args = ["--max-message", "65536", "--workers", "2", "--grace", "30s"] if (
+            program == "credito-echo-server") else [
+            "--store", "file://" + tempfile.mkdtemp(prefix="credito-store-")]
     srv = procs.Server(program, *args).start(timeout=120)
     try:
         ch, echo = drive(srv.target, buf)
@@ -147,6 +149,46 @@ def drive_registry(target, buf):
     return ch, None
 
 
+def pb_str(field, value):
+    """One length-delimited protobuf field (short values only)."""
+    assert len(value) < 128
+    return bytes([field << 3 | 2, len(value)]) + value
+
+
+def drive_trainer(target, buf):
+    ch = grpc.insecure_channel(target)
+    assert ch.unary_unary("/grpc.health.v1.Health/Check")(b"", timeout=60) == b"\x08\x01"
+    train = ch.unary_stream("/credito.v1.Trainer/Train")
+    # TrainRequest: dataset {name} = 1, model_name = 2, cv_folds = 9 (varint).
+    ok = pb_str(1, pb_str(1, b"credit-g")) + pb_str(2, b"vg-model") + b"\x48\x02"
+    events = list(train(ok, timeout=300))
+    assert len(events) > 5 and events[-1][:1] == b"\x12", "progress events, then a result"
+    expect_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: list(train(b"", timeout=60)))
+    missing = pb_str(1, pb_str(1, b"no-such-data")) + pb_str(2, b"vg-model")
+    expect_code(grpc.StatusCode.NOT_FOUND, lambda: list(train(missing, timeout=60)))
+    return ch, None
+
+
+def run_trainer(buf):
+    """The trainer under valgrind, with a registry (not under valgrind) holding German Credit."""
+    os.environ.pop("CREDITO_SERVER_WRAPPER", None)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    reg = procs.Server("credito-registry", "--store",
+                       "file://" + tempfile.mkdtemp(prefix="credito-store-")).start()
+    try:
+        data = os.path.join(tempfile.mkdtemp(prefix="credito-data-"), "credit-g.arff")
+        with open(os.path.join(root, "data", "raw", "credit-g.arff"), "rb") as src, \
+                open(data, "wb") as dst:
+            dst.write(src.read())
+        ctl = os.path.join(procs.build_dir(), "services", "ctl", "creditoctl")
+        subprocess.run([ctl, "--registry", reg.target, "dataset", "push", data, "--name",
+                        "credit-g"], check=True, timeout=60, stdout=subprocess.DEVNULL)
+        return run("credito-trainer", drive_trainer, buf,
+                   ["--registry", reg.target, "--grace", "30s"])
+    finally:
+        reg.stop()
+
+
 def main():
     buf = os.environ.get("CREDITO_BUF", os.path.join(os.path.dirname(__file__),
                                                      "../peers/node_modules/.bin/buf"))
@@ -154,7 +196,8 @@ def main():
         print("FAIL: buf not found at %s (cd tests/peers && npm ci)" % buf)
         return 1
     results = [run("credito-echo-server", drive_echo, buf),
-               run("credito-registry", drive_registry, buf)]
+               run("credito-registry", drive_registry, buf),
+               run_trainer(buf)]
     passed = sum(results)
     print("%d passed, %d failed" % (passed, len(results) - passed))
     return 0 if all(results) else 1
