@@ -292,4 +292,74 @@ int md_artifact_warm_start(const uint8_t *bytes, size_t len, const struct md_pre
                            const ds_table *t, double *coef, size_t *matched,
                            struct cm_error *err);
 
+/* ---- Loaded model: scoring one applicant from named feature values ---------------------- */
+
+/* A model loaded from a verified artifact: the schema, the rebuilt preparation, coefficients and
+ * scorecard. Immutable after md_model_load, so any number of threads may score with it at once.
+ * Opaque; md_model_load / md_model_free. */
+typedef struct md_model md_model;
+
+/* What a feature value holds. */
+enum md_value_kind {
+  MD_VALUE_MISSING = 0, /* explicitly missing (or nothing set) */
+  MD_VALUE_NUMBER = 1,  /* number */
+  MD_VALUE_TEXT = 2,    /* text */
+};
+
+/* One named feature value of a request. All borrowed; strings need not be NUL-terminated. */
+struct md_value {
+  const char *name;  /* feature name, name_len bytes */
+  size_t name_len;
+  enum md_value_kind kind;
+  double number;     /* MD_VALUE_NUMBER */
+  const char *text;  /* MD_VALUE_TEXT, text_len bytes */
+  size_t text_len;
+};
+
+/* One problem with a request, named by feature. type is one of (static strings):
+ * "missing" (a required feature absent or missing), "extra_forbidden" (a name the schema does
+ * not have, or given twice), "float_type" (text or missing value kind for a numeric feature where
+ * a number is needed), "finite_number" (NaN or infinity), "string_type" (a number for a
+ * categorical feature), "enum" (a text outside the categories under the reject policy). */
+struct md_violation {
+  char field[256];  /* feature name as given (truncated to 255 bytes), NUL-terminated */
+  const char *type; /* static */
+  char msg[160];    /* human text, e.g. "expected one of 'A11', 'A12', ... (4 categories)" */
+};
+
+/* A scored applicant. */
+struct md_prediction {
+  double probability;  /* of default, as md_logreg_predict computes it on the prepared row */
+  double score;        /* md_score_points */
+  bool decline;        /* md_score_declines */
+  size_t n_reasons;    /* entries in reasons */
+  struct md_reason reasons[MD_REASONS_MAX];
+};
+
+/* Decodes and checks artifact bytes (borrowed) as md_artifact_unpack does and builds the
+ * scoring model. On success returns 0 and *out (md_model_free). Malformed or inconsistent bytes
+ * return CM_E_CORRUPT naming what is wrong; CM_E_NOMEM; err may be NULL; *out NULL on failure. */
+int md_model_load(const uint8_t *bytes, size_t len, md_model **out, struct cm_error *err);
+
+/* Frees m. NULL does nothing. */
+void md_model_free(md_model *m);
+
+/* Prepared values per row (the scratch md_model_score needs). */
+size_t md_model_width(const md_model *m);
+
+/* The decoded credito.v1.ModelArtifact message (borrowed from m, as a ProtobufCMessage
+ * pointer): schema, metrics, lineage, scorecard, created_ms for a model description. */
+const void *md_model_artifact(const md_model *m);
+
+/* Validates and scores one applicant: values[0..n) in any order (borrowed). An absent feature
+ * that is not required counts as missing (imputed: numeric median, categorical all zeros).
+ * scratch is the caller's, md_model_width(m) doubles. On success returns 0 and fills *out; the
+ * probability is bit-identical to the trainer's evaluation of the same row (same preparation
+ * order and md_logreg_predict). When the request is invalid returns CM_E_INVALID, writes up to
+ * max_viol violations (every problem, in the order: values as given, then missing features in
+ * schema order) and sets *n_viol to the total number of problems (may exceed max_viol). */
+int md_model_score(const md_model *m, const struct md_value *values, size_t n, double *scratch,
+                   struct md_prediction *out, struct md_violation *viol, size_t max_viol,
+                   size_t *n_viol);
+
 #endif
