@@ -85,6 +85,11 @@ static void call_destroy(rpc_call *c)
   if (c->peer)
     gpr_free(c->peer);
   cm_free(c->fin_msg);
+  if (c->fin_details) { /* zeroed slices (status never sent) unref as no-ops */
+    grpc_slice_unref(c->fin_md.key);
+    grpc_slice_unref(c->fin_md.value);
+  }
+  cm_free(c->fin_details);
   cm_free(c->path);
   cm_arena_free(c->arena);
   pthread_mutex_destroy(&c->mu);
@@ -186,6 +191,14 @@ static void call_start_send_locked(rpc_call *c)
     ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
     ops[n].data.send_status_from_server.status = (grpc_status_code)cm_code_to_grpc(c->fin_code);
     ops[n].data.send_status_from_server.status_details = c->fin_msg ? &details : NULL;
+    if (c->fin_details) {
+      /* The core base64-encodes a -bin trailer's value on the wire. */
+      c->fin_md.key = grpc_slice_from_static_string("grpc-status-details-bin");
+      c->fin_md.value = grpc_slice_from_copied_buffer((const char *)c->fin_details,
+                                                      c->fin_details_len);
+      ops[n].data.send_status_from_server.trailing_metadata_count = 1;
+      ops[n].data.send_status_from_server.trailing_metadata = &c->fin_md;
+    }
     n++;
     c->status_sent = true;
   }
@@ -469,21 +482,94 @@ int rpc_call_write_wait(rpc_call *c, const ProtobufCMessage *msg, int64_t wait_m
   return call_write(c, msg, wait_ms > 0 ? wait_ms : 1);
 }
 
-void rpc_call_finish(rpc_call *c, int code, const char *msg)
+/* Appends a protobuf varint to p; returns the new end. */
+static uint8_t *pb_varint(uint8_t *p, uint64_t v)
+{
+  do {
+    *p++ = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+    v >>= 7;
+  } while (v);
+  return p;
+}
+
+/* Appends field (wire type 2) with n bytes from s. */
+static uint8_t *pb_bytes(uint8_t *p, unsigned field, const void *s, size_t n)
+{
+  p = pb_varint(p, (uint64_t)field << 3 | 2);
+  p = pb_varint(p, n);
+  memcpy(p, s, n);
+  return p + n;
+}
+
+/* google.rpc.Status{code, message, details: [Any{type_url, value}]} by hand: the RPC layer
+ * needs no generated code for it. NULL when out of memory. */
+static uint8_t *status_details(int grpc_code, const char *msg, const char *type_name,
+                               const uint8_t *detail, size_t len, size_t *out_len)
+{
+  static const char prefix[] = "type.googleapis.com/";
+  size_t ml = msg ? strlen(msg) : 0, tl = sizeof(prefix) - 1 + strlen(type_name);
+  size_t any_len = 2 * 10 + tl + len, cap = 3 * 10 + ml + any_len + 10;
+  uint8_t *buf = cm_malloc(cap), *any = cm_malloc(any_len), *p, *a;
+  char *url = cm_malloc(tl + 1);
+
+  if (!buf || !any || !url) {
+    cm_free(buf);
+    cm_free(any);
+    cm_free(url);
+    return NULL;
+  }
+  snprintf(url, tl + 1, "%s%s", prefix, type_name);
+  a = pb_bytes(any, 1, url, tl);
+  a = pb_bytes(a, 2, detail, len);
+  p = pb_varint(buf, 1 << 3 | 0);
+  p = pb_varint(p, (uint64_t)(uint32_t)grpc_code);
+  p = pb_bytes(p, 2, msg ? msg : "", ml);
+  p = pb_bytes(p, 3, any, (size_t)(a - any));
+  cm_free(any);
+  cm_free(url);
+  *out_len = (size_t)(p - buf);
+  return buf;
+}
+
+static void call_finish(rpc_call *c, int code, const char *msg, uint8_t *details,
+                        size_t details_len)
 {
   pthread_mutex_lock(&c->mu);
   if (c->finish_req) {
     pthread_mutex_unlock(&c->mu);
+    cm_free(details);
     cm_log(CM_LOG_ERROR, "call finished twice", "method=%s", c->path);
     return;
   }
   c->finish_req = true;
   c->fin_code = code;
   c->fin_msg = msg ? cm_strdup(msg) : NULL;
+  c->fin_details = details;
+  c->fin_details_len = details_len;
   if (!c->send_inflight)
     call_start_send_locked(c);
   pthread_mutex_unlock(&c->mu);
   call_unref(c); /* the handler's reference */
+}
+
+void rpc_call_finish(rpc_call *c, int code, const char *msg)
+{
+  call_finish(c, code, msg, NULL, 0);
+}
+
+void rpc_call_finish_detail(rpc_call *c, int code, const char *msg,
+                            const ProtobufCMessage *detail)
+{
+  size_t len = protobuf_c_message_get_packed_size(detail), n = 0;
+  uint8_t *packed = cm_malloc(len ? len : 1), *st = NULL;
+
+  if (packed) {
+    protobuf_c_message_pack(detail, packed);
+    st = status_details(cm_code_to_grpc(code), msg, detail->descriptor->name, packed, len, &n);
+  }
+  cm_free(packed);
+  /* Out of memory for the detail: the status and message still go out. */
+  call_finish(c, code, msg, st, n);
 }
 
 void rpc_call_reply(rpc_call *c, const ProtobufCMessage *resp)

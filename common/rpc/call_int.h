@@ -59,6 +59,9 @@ struct rpc_call {
   bool status_sent;                   /* the status batch was started */
   int fin_code;                       /* CM_* status to send */
   char *fin_msg;                      /* status message, owned */
+  uint8_t *fin_details;               /* grpc-status-details-bin value (google.rpc.Status), owned */
+  size_t fin_details_len;
+  grpc_metadata fin_md;               /* the trailer, alive until the call is freed */
   struct send_item *q_head, *q_tail;  /* messages waiting to be sent */
   struct send_item *inflight;         /* the message in the batch in flight */
   size_t q_bytes;                     /* bytes waiting, capped */

@@ -110,6 +110,10 @@ int rpc_server_start(rpc_server *s, struct cm_error *err);
  * that the program is ready, which scripts and tests wait for. */
 void rpc_server_ready(rpc_server *s);
 
+/* Logs the "listening" line without touching health: for a program that answers (health
+ * NOT_SERVING, UNAVAILABLE) before it can do its job, such as a predictor with no model yet. */
+void rpc_server_listening(rpc_server *s);
+
 /* The bound port after rpc_server_start(), else 0. */
 int rpc_server_port(const rpc_server *s);
 
@@ -172,6 +176,12 @@ int rpc_call_write_wait(rpc_call *call, const ProtobufCMessage *msg, int64_t wai
 /* Ends the call with a status (a CM_E_* code, mapped to gRPC) and a message (may be NULL), after
  * every queued message is sent. The handler must not touch the call afterwards. Thread safe. */
 void rpc_call_finish(rpc_call *call, int code, const char *msg);
+
+/* Like rpc_call_finish, with one structured detail (borrowed; for example a
+ * credito.v1.BadRequest) in the grpc-status-details-bin trailer, as google.rpc.Status
+ * {code, message, details: [Any]}: what grpcio-status and buf read. */
+void rpc_call_finish_detail(rpc_call *call, int code, const char *msg,
+                            const ProtobufCMessage *detail);
 
 /* Writes resp and finishes OK; if resp cannot be sent, finishes with that error. */
 void rpc_call_reply(rpc_call *call, const ProtobufCMessage *resp);

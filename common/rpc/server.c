@@ -345,6 +345,11 @@ int rpc_server_start(rpc_server *s, struct cm_error *err)
 void rpc_server_ready(rpc_server *s)
 {
   rpc_health_set(s->health, "", true);
+  rpc_server_listening(s);
+}
+
+void rpc_server_listening(rpc_server *s)
+{
   cm_log(CM_LOG_INFO, "listening", "addr=%s port=%d tls=%b mtls=%b queues=%d", s->listen,
          s->port, s->tls_cert != NULL, s->tls_client_ca != NULL, s->nworkers);
 }

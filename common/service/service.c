@@ -40,7 +40,7 @@ int svc_config(const char *program, const char *summary, struct cm_opt *opts, si
   return 0;
 }
 
-int svc_run(rpc_server *s)
+int svc_run_as(rpc_server *s, bool ready)
 {
   struct cm_error err;
 
@@ -49,6 +49,14 @@ int svc_run(rpc_server *s)
     cm_log(CM_LOG_ERROR, "cannot start", "error=%s", err.msg);
     return 1;
   }
-  rpc_server_ready(s);
+  if (ready)
+    rpc_server_ready(s);
+  else
+    rpc_server_listening(s);
   return rpc_server_wait(s);
+}
+
+int svc_run(rpc_server *s)
+{
+  return svc_run_as(s, true);
 }

@@ -38,4 +38,8 @@ int svc_config(const char *program, const char *summary, struct cm_opt *opts, si
  * process exit code: 0 after a clean shutdown, 1 if the server could not start. */
 int svc_run(rpc_server *s);
 
+/* svc_run, but with ready false health stays NOT_SERVING (the "listening" line is still logged)
+ * until the program calls rpc_server_set_serving(s, "", true) itself. */
+int svc_run_as(rpc_server *s, bool ready);
+
 #endif

@@ -48,11 +48,11 @@ int main(int argc, char **argv)
   }
   rpc_init();
   co.target = cm_opt_get(opts, nopts, "registry");
-  to.registry = rpc_channel_new(&co, &err);
-  to.timeout_ms = timeout_ms;
+  to.reg.ch = rpc_channel_new(&co, &err);
+  to.reg.timeout_ms = timeout_ms;
   to.max_dataset = (size_t)max_dataset;
   to.trainer_version = CREDITO_TRAINER_VERSION;
-  svc = to.registry ? trainer_service_new(&to) : NULL;
+  svc = to.reg.ch ? trainer_service_new(&to) : NULL;
   server = svc ? rpc_server_new(&so, &err) : NULL;
   if (!server || rpc_server_add_service(server, svc, &err)) {
     cm_log(CM_LOG_ERROR, "cannot create server", "error=%s", svc ? err.msg : "out of memory");
@@ -63,7 +63,7 @@ int main(int argc, char **argv)
 out:
   rpc_server_free(server);
   trainer_service_free(svc);
-  rpc_channel_free(to.registry);
+  rpc_channel_free(to.reg.ch);
   rpc_cleanup();
   return rc;
 }

@@ -7,7 +7,8 @@
 
 #include "log.h"
 #include "mem.h"
-#include "track_int.h"
+#include "regclient.h"
+#include "track.h"
 #include "train.h"
 
 #define ARTIFACT_PATH "model/model.pb"
@@ -149,12 +150,12 @@ static int resolve_inputs(struct trk *t, struct cm_error *err)
   int rc;
 
   dr.dataset = t->req->dataset;
-  rc = trk_call(t->o, "GetDatasetVersion", &dr.base, &credito__v1__dataset_version__descriptor,
+  rc = regc_call(&t->o->reg, "GetDatasetVersion", &dr.base, &credito__v1__dataset_version__descriptor,
                 t->a, &t->raw, err);
   if (rc || !t->req->parent)
     return rc;
   mr.model = t->req->parent;
-  return trk_call(t->o, "ResolveModel", &mr.base, &credito__v1__model_version__descriptor, t->a,
+  return regc_call(&t->o->reg, "ResolveModel", &mr.base, &credito__v1__model_version__descriptor, t->a,
                   &t->parent, err);
 }
 
@@ -168,7 +169,7 @@ static int open_run(struct trk *t, struct cm_error *err)
 
   er.name = t->req->experiment_name[0] ? t->req->experiment_name : t->req->model_name;
   er.exist_ok = 1;
-  rc = trk_call(t->o, "CreateExperiment", &er.base, &credito__v1__experiment__descriptor, t->a,
+  rc = regc_call(&t->o->reg, "CreateExperiment", &er.base, &credito__v1__experiment__descriptor, t->a,
                 &ex, err);
   if (rc)
     return rc;
@@ -176,7 +177,7 @@ static int open_run(struct trk *t, struct cm_error *err)
   rr.experiment_id = ex->experiment_id;
   rr.run_name = cm_arena_printf(t->a, "train-%s", t->req->model_name);
   rr.start_ms = now_ms();
-  rc = rr.run_name ? trk_call(t->o, "CreateRun", &rr.base, &credito__v1__run__descriptor, t->a,
+  rc = rr.run_name ? regc_call(&t->o->reg, "CreateRun", &rr.base, &credito__v1__run__descriptor, t->a,
                               &run, err)
                    : cm_error_set(err, CM_E_NOMEM, "out of memory");
   if (!rc)
@@ -217,7 +218,7 @@ static int log_new_metrics(struct trk *t, Credito__V1__Metric ***out, size_t *n,
   req.run_id = t->run_id;
   req.metrics = ms;
   req.n_metrics = k;
-  if (trk_call(t->o, "LogMetrics", &req.base, &credito__v1__log_metrics_response__descriptor,
+  if (regc_call(&t->o->reg, "LogMetrics", &req.base, &credito__v1__log_metrics_response__descriptor,
                t->a, &resp, err))
     return err->code;
   t->logged = total;
@@ -278,7 +279,7 @@ static int log_params(struct trk *t, struct cm_error *err)
   req.run_id = t->run_id;
   req.params = pp;
   req.n_params = 15;
-  return trk_call(t->o, "LogParams", &req.base, &credito__v1__log_params_response__descriptor,
+  return regc_call(&t->o->reg, "LogParams", &req.base, &credito__v1__log_params_response__descriptor,
                   t->a, &resp, err);
 }
 
@@ -311,7 +312,7 @@ static int log_tags(struct trk *t, struct cm_error *err)
   req.run_id = t->run_id;
   req.tags = pp;
   req.n_tags = n;
-  return trk_call(t->o, "SetTags", &req.base, &credito__v1__set_tags_response__descriptor, t->a,
+  return regc_call(&t->o->reg, "SetTags", &req.base, &credito__v1__set_tags_response__descriptor, t->a,
                   &resp, err);
 }
 
@@ -338,7 +339,7 @@ static int stage_load(struct trk *t, struct cm_error *err)
   if (!t->job)
     return cm_error_set(err, CM_E_NOMEM, "out of memory");
   cm_buf_init(&data, t->o->max_dataset);
-  rc = trk_dataset_get(t->o, t->raw->blob ? t->raw->blob->md5 : "", t->o->max_dataset, &data,
+  rc = regc_dataset_get(&t->o->reg, t->raw->blob ? t->raw->blob->md5 : "", t->o->max_dataset, &data,
                        err);
   if (!rc)
     rc = trn_job_load(t->job, data.data ? data.data : "", data.len,
@@ -391,9 +392,9 @@ static int stage_prepare(struct trk *t, struct cm_error *err)
   if (rc)
     return rc;
   csv = trn_job_processed(t->job, &len);
-  if (trk_md5_hex(csv, len, t->processed_md5))
+  if (regc_md5_hex(csv, len, t->processed_md5))
     return cm_error_set(err, CM_E_INTERNAL, "MD5 failed");
-  rc = trk_dataset_put(t->o, csv, len, t->processed_md5, err);
+  rc = regc_dataset_put(&t->o->reg, csv, len, t->processed_md5, err);
   if (rc)
     return rc;
   t->processed_name = cm_arena_printf(t->a, "%s-processed", t->raw->name);
@@ -409,7 +410,7 @@ static int stage_prepare(struct trk *t, struct cm_error *err)
   req.source_path = cm_arena_printf(t->a, "trainer:%s", t->run_id);
   if (!req.name || !req.schema || !req.source_path)
     return cm_error_set(err, CM_E_NOMEM, "out of memory");
-  rc = trk_call(t->o, "CreateDatasetVersion", &req.base,
+  rc = regc_call(&t->o->reg, "CreateDatasetVersion", &req.base,
                 &credito__v1__dataset_version__descriptor, t->a, &dv, err);
   if (!rc)
     progress(t, CREDITO__V1__TRAIN_STAGE__TRAIN_STAGE_PREPARE, 0.2,
@@ -440,7 +441,7 @@ static int log_inputs(struct trk *t, struct cm_error *err)
   req.run_id = t->run_id;
   req.inputs = pp;
   req.n_inputs = 2;
-  rc = trk_call(t->o, "LogInputs", &req.base, &credito__v1__log_inputs_response__descriptor,
+  rc = regc_call(&t->o->reg, "LogInputs", &req.base, &credito__v1__log_inputs_response__descriptor,
                 t->a, &resp, err);
   return rc ? rc : log_tags(t, err);
 }
@@ -454,7 +455,7 @@ static int warm_start(struct trk *t, double *coef, struct cm_error *err)
   int rc;
 
   cm_buf_init(&art, TRK_MAX_ARTIFACT);
-  rc = trk_artifact_get(t->o, t->parent->artifact_key, TRK_MAX_ARTIFACT, &art, err);
+  rc = regc_artifact_get(&t->o->reg, t->parent->artifact_key, TRK_MAX_ARTIFACT, &art, err);
   if (!rc && (md_artifact_sha256((const uint8_t *)(art.data ? art.data : ""), art.len, sha) ||
               strcmp(sha, t->parent->artifact_sha256) != 0))
     rc = cm_error_set(err, CM_E_CORRUPT, "parent %s/%lld: artifact SHA-256 %s does not match "
@@ -542,7 +543,7 @@ static int stage_upload(struct trk *t, Credito__V1__Artifact **art, char sha[65]
   meta.parent_version = t->parent ? t->parent->version : 0;
   rc = trn_job_pack(t->job, &meta, &bytes, &len, sha, err);
   if (!rc)
-    rc = trk_artifact_put(t->o, t->run_id, ARTIFACT_PATH, ARTIFACT_TYPE, bytes, len, sha, t->a,
+    rc = regc_artifact_put(&t->o->reg, t->run_id, ARTIFACT_PATH, ARTIFACT_TYPE, bytes, len, sha, t->a,
                           art, err);
   cm_free(bytes);
   if (!rc)
@@ -635,14 +636,14 @@ static int stage_register(struct trk *t, const Credito__V1__Artifact *art, const
     return cm_error_set(err, CM_E_NOMEM, "out of memory");
   res->metrics = req.metrics;
   res->n_metrics = req.n_metrics;
-  rc = trk_call(t->o, "CreateModelVersion", &req.base, &credito__v1__model_version__descriptor,
+  rc = regc_call(&t->o->reg, "CreateModelVersion", &req.base, &credito__v1__model_version__descriptor,
                 t->a, &res->model_version, err);
   if (rc || !t->req->alias[0] || res->gate_failure_reason[0])
     return rc;
   ar.name = t->req->model_name;
   ar.alias = t->req->alias;
   ar.version = res->model_version->version;
-  rc = trk_call(t->o, "SetAlias", &ar.base, &credito__v1__set_alias_response__descriptor, t->a,
+  rc = regc_call(&t->o->reg, "SetAlias", &ar.base, &credito__v1__set_alias_response__descriptor, t->a,
                 &aresp, err);
   if (rc)
     return cm_error_set(err, rc, "version %lld is registered, but %s", 
@@ -680,7 +681,7 @@ static void close_run(struct trk *t, int rc, const struct cm_error *cause)
   req.failure_reason = rc ? (char *)cause->msg : (char *)"";
   if (rc == CM_E_CANCELLED && !cause->msg[0])
     req.failure_reason = (char *)"training cancelled by the client";
-  if (trk_call(t->o, "UpdateRun", &req.base, &credito__v1__run__descriptor, t->a, &run, &e))
+  if (regc_call(&t->o->reg, "UpdateRun", &req.base, &credito__v1__run__descriptor, t->a, &run, &e))
     cm_log(CM_LOG_WARN, "cannot close the run", "run=%s error=%s", t->run_id, e.msg);
 }
 

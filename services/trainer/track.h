@@ -12,6 +12,7 @@
 #include "arena.h"
 #include "credito/v1/trainer.pb-c.h"
 #include "err.h"
+#include "regclient.h"
 #include "rpc.h"
 
 /* Where a training's progress goes (the Train stream, or a terminal). */
@@ -26,8 +27,7 @@ struct trk_sink {
 
 /* Settings of the trainer process. */
 struct trk_opts {
-  rpc_channel *registry;       /* borrowed */
-  int64_t timeout_ms;          /* per registry call; streams get ten times this */
+  struct regc reg;             /* the registry (channel borrowed) */
   size_t max_dataset;          /* largest dataset version it trains on, in bytes */
   const char *trainer_version; /* recorded in tags and the artifact */
 };

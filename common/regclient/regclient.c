@@ -1,14 +1,13 @@
-/* track_reg: the registry calls of a tracked training: unary calls, and the chunked transfers
- * of dataset bytes and artifacts (header message, then chunks). */
+/* regclient: registry calls shared by the trainer and the predictor. */
 #include <stdio.h>
 #include <string.h>
 
 #include <openssl/evp.h>
 
-#include "track_int.h"
+#include "regclient.h"
 
 /* Bytes per chunk message (well under the 4 MiB message cap). */
-#define TRK_CHUNK (256 * 1024)
+#define REGC_CHUNK (256 * 1024)
 
 /* Rewrites err as "registry METHOD: <server message>", dropping the client's "CODE: " prefix
  * (the trainer's own status carries the code). Returns rc. */
@@ -23,18 +22,18 @@ static int reg_fail(struct cm_error *err, int rc, const char *method)
   return cm_error_set(err, rc, "registry %s: %s", method, msg);
 }
 
-int trk_call(const struct trk_opts *o, const char *method, const ProtobufCMessage *req,
+int regc_call(const struct regc *o, const char *method, const ProtobufCMessage *req,
              const ProtobufCMessageDescriptor *resp_desc, cm_arena *a, void *resp,
              struct cm_error *err)
 {
   char path[96];
   int rc;
   snprintf(path, sizeof(path), "/credito.v1.Registry/%s", method);
-  rc = rpc_unary(o->registry, path, req, resp_desc, o->timeout_ms, a, resp, err);
+  rc = rpc_unary(o->ch, path, req, resp_desc, o->timeout_ms, a, resp, err);
   return rc ? reg_fail(err, rc, method) : 0;
 }
 
-int trk_md5_hex(const void *bytes, size_t len, char hex[33])
+int regc_md5_hex(const void *bytes, size_t len, char hex[33])
 {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int n = 0;
@@ -68,7 +67,7 @@ static void download_part(const ProtobufCMessage *m, const Credito__V1__Blob **h
 
 /* Reads a header-then-chunks download stream (GetDatasetBytes, DownloadArtifact share the
  * wire shape: part 1 a Blob header, part 2 a chunk) into out, refusing more than max bytes. */
-static int download(const struct trk_opts *o, const char *method, const ProtobufCMessage *req,
+static int download(const struct regc *o, const char *method, const ProtobufCMessage *req,
                     const ProtobufCMessageDescriptor *desc, size_t max, struct cm_buf *out,
                     struct cm_error *err)
 {
@@ -77,7 +76,7 @@ static int download(const struct trk_opts *o, const char *method, const Protobuf
   int rc;
 
   snprintf(path, sizeof(path), "/credito.v1.Registry/%s", method);
-  st = rpc_stream_open(o->registry, path, o->timeout_ms * 10, err);
+  st = rpc_stream_open(o->ch, path, o->timeout_ms * 10, err);
   if (!st)
     return err->code;
   rc = rpc_stream_send(st, req, err);
@@ -106,7 +105,7 @@ static int download(const struct trk_opts *o, const char *method, const Protobuf
   return rc ? reg_fail(err, rc, method) : 0;
 }
 
-int trk_dataset_get(const struct trk_opts *o, const char *md5, size_t max, struct cm_buf *out,
+int regc_dataset_get(const struct regc *o, const char *md5, size_t max, struct cm_buf *out,
                     struct cm_error *err)
 {
   Credito__V1__GetDatasetBytesRequest req = CREDITO__V1__GET_DATASET_BYTES_REQUEST__INIT;
@@ -116,7 +115,7 @@ int trk_dataset_get(const struct trk_opts *o, const char *md5, size_t max, struc
                   &credito__v1__get_dataset_bytes_response__descriptor, max, out, err);
 }
 
-int trk_artifact_get(const struct trk_opts *o, const char *key, size_t max, struct cm_buf *out,
+int regc_artifact_get(const struct regc *o, const char *key, size_t max, struct cm_buf *out,
                      struct cm_error *err)
 {
   Credito__V1__DownloadArtifactRequest req = CREDITO__V1__DOWNLOAD_ARTIFACT_REQUEST__INIT;
@@ -128,7 +127,7 @@ int trk_artifact_get(const struct trk_opts *o, const char *key, size_t max, stru
 
 /* Sends header, then bytes in chunks, then reads the one response. set_chunk stores a chunk in
  * msg (the request type's oneof). */
-static int upload(const struct trk_opts *o, const char *method, ProtobufCMessage *msg,
+static int upload(const struct regc *o, const char *method, ProtobufCMessage *msg,
                   void (*set_chunk)(ProtobufCMessage *, const uint8_t *, size_t),
                   const uint8_t *bytes, size_t len, const ProtobufCMessageDescriptor *resp_desc,
                   cm_arena *a, ProtobufCMessage **resp, struct cm_error *err)
@@ -138,12 +137,12 @@ static int upload(const struct trk_opts *o, const char *method, ProtobufCMessage
   int rc;
 
   snprintf(path, sizeof(path), "/credito.v1.Registry/%s", method);
-  st = rpc_stream_open(o->registry, path, o->timeout_ms * 10, err);
+  st = rpc_stream_open(o->ch, path, o->timeout_ms * 10, err);
   if (!st)
     return err->code;
   rc = rpc_stream_send(st, msg, err);
-  for (size_t off = 0; !rc && off < len; off += TRK_CHUNK) {
-    set_chunk(msg, bytes + off, len - off < TRK_CHUNK ? len - off : TRK_CHUNK);
+  for (size_t off = 0; !rc && off < len; off += REGC_CHUNK) {
+    set_chunk(msg, bytes + off, len - off < REGC_CHUNK ? len - off : REGC_CHUNK);
     rc = rpc_stream_send(st, msg, err);
   }
   rc = rc ? rc : rpc_stream_close_send(st, err);
@@ -162,7 +161,7 @@ static void dataset_chunk(ProtobufCMessage *m, const uint8_t *p, size_t n)
   r->chunk = (ProtobufCBinaryData){n, (uint8_t *)(uintptr_t)p};
 }
 
-int trk_dataset_put(const struct trk_opts *o, const char *bytes, size_t len, const char *md5,
+int regc_dataset_put(const struct regc *o, const char *bytes, size_t len, const char *md5,
                     struct cm_error *err)
 {
   Credito__V1__PutDatasetBytesRequest req = CREDITO__V1__PUT_DATASET_BYTES_REQUEST__INIT;
@@ -190,7 +189,7 @@ static void artifact_chunk(ProtobufCMessage *m, const uint8_t *p, size_t n)
   r->chunk = (ProtobufCBinaryData){n, (uint8_t *)(uintptr_t)p};
 }
 
-int trk_artifact_put(const struct trk_opts *o, const char *run_id, const char *path,
+int regc_artifact_put(const struct regc *o, const char *run_id, const char *path,
                      const char *content_type, const uint8_t *bytes, size_t len,
                      const char *sha256, cm_arena *a, Credito__V1__Artifact **out,
                      struct cm_error *err)
