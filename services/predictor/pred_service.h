@@ -1,0 +1,30 @@
+/* pred_service: the credito.v1.Predictor gRPC service: Predict, PredictBatch, GetModelInfo over
+ * the served model slot. Every call takes one reference to the current version, so an answer is
+ * scored entirely by one version even while a swap happens. */
+#ifndef CREDITO_PRED_SERVICE_H
+#define CREDITO_PRED_SERVICE_H
+
+#include <stddef.h>
+
+#include "rpc.h"
+#include "served.h"
+#include "source.h"
+
+/* Settings, borrowed for the service's life. */
+struct pred_opts {
+  struct served_slot *slot; /* the served version */
+  const char *model_ref;    /* --model, reported by GetModelInfo */
+  size_t max_batch;         /* rows per PredictBatch */
+  size_t max_features;      /* features per applicant */
+};
+
+/* Creates the service. NULL when out of memory. */
+struct rpc_service *pred_service_new(const struct pred_opts *o);
+
+/* Gives the service the model source (for GetModelInfo's last load error); may be NULL. */
+void pred_service_set_source(struct rpc_service *svc, source *src);
+
+/* Frees svc after the server stopped. NULL does nothing. */
+void pred_service_free(struct rpc_service *svc);
+
+#endif
