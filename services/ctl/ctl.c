@@ -10,8 +10,8 @@
 #include "pbjson.h"
 
 static const char usage[] =
-    "Usage: creditoctl [--registry HOST:PORT] [--trainer HOST:PORT] [--json] [--timeout MS]\n"
-    "                  COMMAND ...\n"
+    "Usage: creditoctl [--registry HOST:PORT] [--trainer HOST:PORT] [--predictor HOST:PORT]\n"
+    "                  [--json] [--timeout MS] COMMAND ...\n"
     "\n"
     "  dataset push FILE --name NAME [--format arff|csv] [--parent NAME@MD5]\n"
     "               [--target COL] [--positive LABEL]\n"
@@ -32,9 +32,15 @@ static const char usage[] =
     "        [--pdo P] [--base-score S] [--base-odds O] [--threshold T] [--tags k=v,...]\n"
     "                                   train, register and (if the gate passes) alias a\n"
     "                                   version; a progress bar, then the result\n"
+    "  predict --json '{\"duration\": 12, \"checking_status\": \"<0\", ...}'\n"
+    "                                   score one applicant (prints the answer as JSON)\n"
+    "  predict --file ROWS.csv [--out SCORES.csv]\n"
+    "                                   score a CSV (or ARFF) through PredictBatch; the output\n"
+    "                                   keeps the rows' order and adds probability, score,\n"
+    "                                   decision, reasons and error\n"
     "\n"
     "Environment: CREDITO_REGISTRY (default 127.0.0.1:50051), CREDITO_TRAINER (default\n"
-    "127.0.0.1:50052).\n";
+    "127.0.0.1:50052), CREDITO_PREDICTOR (default 127.0.0.1:50053).\n";
 
 static const struct {
   const char *name;
@@ -42,6 +48,7 @@ static const struct {
 } commands[] = {
     {"dataset", ctl_cmd_dataset}, {"runs", ctl_cmd_runs},     {"model", ctl_cmd_model},
     {"lineage", ctl_cmd_lineage}, {"events", ctl_cmd_events},     {"train", ctl_cmd_train},
+    {"predict", ctl_cmd_predict},
 };
 
 rpc_channel *ctl_registry(struct ctl *c)
@@ -176,8 +183,13 @@ static int global_flags(struct ctl *c, int argc, char **argv)
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
 
-    if (strcmp(a, "--json") == 0) {
+    if (strcmp(a, "--json") == 0 && !(i + 1 < argc && argv[i + 1][0] == '{')) {
+      /* "--json {...}" is predict's applicant, not the output switch. */
       c->json = true;
+    } else if (strcmp(a, "--predictor") == 0 && i + 1 < argc) {
+      c->predictor_addr = argv[++i];
+    } else if (strncmp(a, "--predictor=", 12) == 0) {
+      c->predictor_addr = a + 12;
     } else if ((strcmp(a, "--registry") == 0 || strcmp(a, "--timeout") == 0 ||
                 strcmp(a, "--trainer") == 0) && i + 1 < argc) {
       if (a[2] == 'r')
@@ -209,6 +221,8 @@ int main(int argc, char **argv)
   c.registry_addr = env && env[0] ? env : "127.0.0.1:50051";
   env = getenv("CREDITO_TRAINER");
   c.trainer_addr = env && env[0] ? env : "127.0.0.1:50052";
+  env = getenv("CREDITO_PREDICTOR");
+  c.predictor_addr = env && env[0] ? env : "127.0.0.1:50053";
   c.timeout_ms = 30000;
   argc = global_flags(&c, argc, argv);
   if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
@@ -233,6 +247,7 @@ int main(int argc, char **argv)
     rc = 1;
   }
   rpc_channel_free(c.registry);
+  rpc_channel_free(c.predictor);
   rpc_cleanup();
   return rc;
 }

@@ -14,6 +14,8 @@ struct ctl {
   rpc_channel *registry;  /* connected lazily by ctl_registry() */
   const char *registry_addr;
   const char *trainer_addr; /* --trainer / CREDITO_TRAINER */
+  rpc_channel *predictor;   /* connected on first use */
+  const char *predictor_addr; /* --predictor / CREDITO_PREDICTOR */
   bool json;              /* --json: print responses as JSON */
   long timeout_ms;        /* per call */
   struct cm_error err;    /* the failing command's error */
@@ -48,5 +50,6 @@ int ctl_cmd_model(struct ctl *c, int argc, char **argv);
 int ctl_cmd_lineage(struct ctl *c, int argc, char **argv);
 int ctl_cmd_events(struct ctl *c, int argc, char **argv);
 int ctl_cmd_train(struct ctl *c, int argc, char **argv);
+int ctl_cmd_predict(struct ctl *c, int argc, char **argv);
 
 #endif
