@@ -2,9 +2,9 @@
 # Quickstart: installs what Credito needs, builds it, starts the registry (on the embedded file
 # store, or on S3 when CREDITO_STORE=s3://... and AWS_ENDPOINT_URL_S3 are set), the trainer and
 # the predictor on loopback, pushes German Credit as a versioned dataset, trains and registers
-# credit-default with the champion alias (gate: test AUC >= 0.7), and shows what each service
-# serves. Prediction joins this script when the predictor lands (issue #5).
-# Stop with deploy/local/stop.sh.
+# credit-default with the champion alias (gate: test AUC >= 0.7), waits for the predictor to
+# load the champion, scores one applicant, and shows what each service serves. The REST gateway
+# joins this script with issue #6. Stop with deploy/local/stop.sh.
 # Environment: CREDITO_RUN_DIR (default .credito-run) holds logs, pids and the file store.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -18,6 +18,7 @@ mkdir -p "$run"
 deploy/local/stop.sh >/dev/null 2>&1 || true
 
 export CREDITO_STORE=${CREDITO_STORE:-file://$run/store}
+export CREDITO_CACHE_DIR=${CREDITO_CACHE_DIR:-$run/predictor-cache}
 
 start() { # name port
   local bin="build/services/$1/credito-$1"
@@ -48,6 +49,25 @@ echo
 $ctl --registry 127.0.0.1:50051 model show credit-default
 echo
 
+echo "== predict (the predictor follows credit-default@champion)"
+applicant='{"checking_status": "<0", "duration": 6, "credit_history": "critical/other existing credit",
+  "purpose": "radio/tv", "credit_amount": 1169, "savings_status": "no known savings",
+  "employment": ">=7", "installment_commitment": 4, "personal_status": "male single",
+  "other_parties": "none", "residence_since": 4, "property_magnitude": "real estate", "age": 67,
+  "other_payment_plans": "none", "housing": "own", "existing_credits": 2, "job": "skilled",
+  "num_dependents": 1, "own_telephone": "yes", "foreign_worker": "yes"}'
+scored=no
+for _ in $(seq 100); do # the alias reaches the predictor over WatchModel within moments
+  if out=$($ctl --predictor 127.0.0.1:50053 predict --json "$applicant" 2>&1); then
+    scored=yes
+    break
+  fi
+  sleep 0.1
+done
+echo "$out"
+[ "$scored" = yes ] || { echo "the predictor did not score; its log: $run/predictor.log" >&2; exit 1; }
+echo
+
 buf=tests/peers/node_modules/.bin/buf
 for p in 50051 50052 50053; do
   echo "== 127.0.0.1:$p"
@@ -60,6 +80,7 @@ Credito is running: registry :50051, trainer :50052, predictor :50053 (logs in $
 Try:  $ctl dataset list
       $ctl runs list
       $ctl lineage credit-default@champion
+      $ctl predict --file data/raw/credit-g.arff --out scores.csv
       $ctl events
       $buf curl --protocol grpc --http2-prior-knowledge --list-methods http://127.0.0.1:50051
 Stop: deploy/local/stop.sh
