@@ -2,6 +2,7 @@
  * progress events with backpressure and finishes the call with the result or the error. */
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "credito/v1/trainer.pb-c.h"
@@ -31,6 +32,31 @@ static int sink_progress(void *ctx, const Credito__V1__TrainProgress *p)
 }
 
 static bool sink_cancelled(void *ctx) { return rpc_call_cancelled(ctx); }
+
+/* Finishes with err; an INVALID_ARGUMENT carries a BadRequest detail naming the data cell
+ * ("lines[17].duration", from the parser's "line 17, column 'duration'") or the request. */
+static void finish_error(rpc_call *call, int rc, const struct cm_error *err)
+{
+  Credito__V1__BadRequest br = CREDITO__V1__BAD_REQUEST__INIT;
+  Credito__V1__FieldViolation fv = CREDITO__V1__FIELD_VIOLATION__INIT;
+  Credito__V1__FieldViolation *fvp = &fv;
+  const char *at = strstr(err->msg, "line ");
+  char field[128] = "request", col[64];
+  unsigned long line;
+
+  if (rc != CM_E_INVALID) {
+    rpc_call_finish(call, rc, err->msg);
+    return;
+  }
+  if (at && sscanf(at, "line %lu, column '%63[^']'", &line, col) == 2)
+    snprintf(field, sizeof(field), "lines[%lu].%s", line, col);
+  fv.field = field;
+  fv.message = (char *)err->msg;
+  fv.type = (char *)"value_error";
+  br.violations = &fvp;
+  br.n_violations = 1;
+  rpc_call_finish_detail(call, rc, err->msg, &br.base);
+}
 
 static void *train_thread(void *arg)
 {
@@ -62,7 +88,10 @@ static void *train_thread(void *arg)
   pthread_mutex_lock(&ts->mu);
   ts->busy = false;
   pthread_mutex_unlock(&ts->mu);
-  rpc_call_finish(call, rc, rc ? err.msg : NULL);
+  if (rc)
+    finish_error(call, rc, &err);
+  else
+    rpc_call_finish(call, CM_OK, NULL);
   cm_arena_free(a);
   return NULL;
 }
@@ -76,7 +105,7 @@ static void train_start(rpc_call *call, const ProtobufCMessage *req)
   /* A bad request is answered at once, busy or not, and never takes the slot. */
   cm_error_clear(&err);
   if (trk_request_check((const Credito__V1__TrainRequest *)req, &err)) {
-    rpc_call_fail(call, &err);
+    finish_error(call, err.code, &err);
     return;
   }
   pthread_mutex_lock(&ts->mu);

@@ -82,6 +82,17 @@ def cpb():
     return H.common
 
 
+def bad_request_of(err):
+    """The credito.v1.BadRequest in an RpcError's grpc-status-details-bin trailer, or None."""
+    for key, value in err.trailing_metadata() or ():
+        if key == "grpc-status-details-bin":
+            status = cpb().ErrorStatus.FromString(value)
+            for d in status.details:
+                if d.type_url == "type.googleapis.com/credito.v1.BadRequest":
+                    return cpb().BadRequest.FromString(d.value)
+    return None
+
+
 def data_file():
     p = os.path.join(ROOT, "data", "raw", "credit-g.arff")
     if not os.path.exists(p):
@@ -568,8 +579,11 @@ class TrainerTest(unittest.TestCase):
     def test_14_not_a_number(self):
         data = read_bytes(os.path.join(DATA, "bad_number.arff"))
         line = line_of(data, "abc,")
-        self.bad_file("bad_number.arff", "arff", C.INVALID_ARGUMENT,
-                      ["line %d" % line, "duration", "abc"])
+        err, _ = self.bad_file("bad_number.arff", "arff", C.INVALID_ARGUMENT,
+                               ["line %d" % line, "duration", "abc"])
+        bad = bad_request_of(err)
+        self.assertIsNotNone(bad, "INVALID_ARGUMENT carries a BadRequest detail")
+        self.assertEqual([v.field for v in bad.violations], ["lines[%d].duration" % line])
 
     def test_15_ragged_csv_row(self):
         data = read_bytes(os.path.join(DATA, "ragged.csv"))
