@@ -202,8 +202,8 @@ struct md_reason {
  * intercept after them is not read); all borrowed. Each prepared column contributes
  * coef_j * x_j to the log-odds of default; contributions are summed per original feature (the
  * one-hot columns of a categorical feature grouped back). out (caller's, max entries) receives
- * the features with a strictly positive total, largest first, at most max of them (pass
- * MD_REASONS_MAX); equal totals keep feature order (table column order). *n gets the count.
+ * the features with a strictly positive total, largest first, at most max of them (max is
+ * capped at MD_REASONS_MAX); equal totals keep feature order (table column order). *n gets the count.
  * A categorical feature's name is its prepared name up to the first '=', so a feature name
  * containing '=' is cut there. Returns 0, or CM_E_INVALID for a NULL argument. */
 int md_reasons(const struct md_prep *p, const double *coef, const double *x, size_t max,
@@ -324,7 +324,7 @@ struct md_value {
 struct md_violation {
   char field[256];  /* feature name as given (truncated to 255 bytes), NUL-terminated */
   const char *type; /* static */
-  char msg[160];    /* human text, e.g. "expected one of 'A11', 'A12', ... (4 categories)" */
+  char msg[160];    /* pydantic's wording, e.g. "Input should be 'A11', 'A12', 'A13' or 'A14'" */
 };
 
 /* A scored applicant. */

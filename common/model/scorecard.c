@@ -44,31 +44,36 @@ static void reason_name(const struct md_prep *p, size_t j, char *dst, size_t cap
   dst[len] = '\0';
 }
 
-/* Inserts (column, impact) into the top list out[0..*n) of at most max, largest first; an equal
- * impact goes after the ones already there, so ties keep feature order. */
-static void reason_insert(struct md_reason *out, size_t *n, size_t max, int column,
-                          double impact, const struct md_prep *p, size_t first)
+/* A candidate while ranking: small, so inserting moves few bytes; names come at the end. */
+struct top {
+  double impact;
+  int column;
+  size_t first; /* first prepared column of the feature, for its name */
+};
+
+/* Inserts a candidate into top[0..*n) of at most max, largest first; an equal impact goes after
+ * the ones already there, so ties keep feature order. */
+static void top_insert(struct top *top, size_t *n, size_t max, struct top c)
 {
   size_t at = *n;
-  while (at > 0 && out[at - 1].impact < impact)
+  while (at > 0 && top[at - 1].impact < c.impact)
     at--;
   if (at >= max)
     return;
   if (*n < max)
     (*n)++;
-  memmove(&out[at + 1], &out[at], (*n - 1 - at) * sizeof *out);
-  out[at].column = column;
-  out[at].impact = impact;
-  reason_name(p, first, out[at].feature, sizeof out[at].feature);
+  memmove(&top[at + 1], &top[at], (*n - 1 - at) * sizeof *top);
+  top[at] = c;
 }
 
 int md_reasons(const struct md_prep *p, const double *coef, const double *x, size_t max,
                struct md_reason *out, size_t *n)
 {
-  size_t j = 0;
+  struct top top[MD_REASONS_MAX];
+  size_t j = 0, k = 0;
   if (!p || !coef || !x || !n || (max && !out))
     return CM_E_INVALID;
-  *n = 0;
+  max = max < MD_REASONS_MAX ? max : MD_REASONS_MAX;
   /* A feature's prepared columns are contiguous (model_int.h), so one pass groups them. */
   while (j < p->width) {
     size_t first = j;
@@ -77,7 +82,13 @@ int md_reasons(const struct md_prep *p, const double *coef, const double *x, siz
     for (; j < p->width && p->source[j] == src; j++)
       total += coef[j] * x[j];
     if (total > 0.0)
-      reason_insert(out, n, max, src, total, p, first);
+      top_insert(top, &k, max, (struct top){total, src, first});
   }
+  for (size_t i = 0; i < k; i++) {
+    out[i].column = top[i].column;
+    out[i].impact = top[i].impact;
+    reason_name(p, top[i].first, out[i].feature, sizeof out[i].feature);
+  }
+  *n = k;
   return 0;
 }
