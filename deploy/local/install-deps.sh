@@ -8,8 +8,8 @@ cd "$(dirname "$0")/../.."
 packages=(
   build-essential cmake pkg-config
   libgrpc-dev protobuf-compiler protobuf-c-compiler libprotobuf-c-dev libprotobuf-dev grpc-proto
-  libcurl4-openssl-dev libssl-dev libjansson-dev libmicrohttpd-dev libcmocka-dev
-  clang libclang-rt-14-dev valgrind openssl iproute2
+  libcurl4-openssl-dev libssl-dev libjansson-dev libmicrohttpd-dev libcmocka-dev libhiredis-dev
+  clang libclang-rt-14-dev valgrind openssl iproute2 redis-server
   python3 python3-grpcio python3-protobuf python3-numpy python3-sklearn
 )
 command -v node >/dev/null 2>&1 || packages+=(nodejs npm)

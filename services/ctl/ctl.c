@@ -38,6 +38,9 @@ static const char usage[] =
     "                                   score a CSV (or ARFF) through PredictBatch; the output\n"
     "                                   keeps the rows' order and adds probability, score,\n"
     "                                   decision, reasons and error\n"
+    "  apikey new [--name NAME]         a new gateway API key (shown once) and its NAME:SHA256\n"
+    "                                   line for the gateway's key file\n"
+    "  apikey hash [--name NAME] < KEY  the key-file line for a key read from stdin\n"
     "\n"
     "Environment: CREDITO_REGISTRY (default 127.0.0.1:50051), CREDITO_TRAINER (default\n"
     "127.0.0.1:50052), CREDITO_PREDICTOR (default 127.0.0.1:50053).\n";
@@ -48,7 +51,7 @@ static const struct {
 } commands[] = {
     {"dataset", ctl_cmd_dataset}, {"runs", ctl_cmd_runs},     {"model", ctl_cmd_model},
     {"lineage", ctl_cmd_lineage}, {"events", ctl_cmd_events},     {"train", ctl_cmd_train},
-    {"predict", ctl_cmd_predict},
+    {"predict", ctl_cmd_predict}, {"apikey", ctl_cmd_apikey},
 };
 
 rpc_channel *ctl_registry(struct ctl *c)

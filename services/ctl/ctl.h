@@ -51,5 +51,6 @@ int ctl_cmd_lineage(struct ctl *c, int argc, char **argv);
 int ctl_cmd_events(struct ctl *c, int argc, char **argv);
 int ctl_cmd_train(struct ctl *c, int argc, char **argv);
 int ctl_cmd_predict(struct ctl *c, int argc, char **argv);
+int ctl_cmd_apikey(struct ctl *c, int argc, char **argv);
 
 #endif

@@ -1,0 +1,176 @@
+/* body: JSON request bodies to Predictor features, with FastAPI's 422 error shapes. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "body.h"
+#include "err.h"
+
+json_t *body_parse(const char *text, size_t len, json_t **detail)
+{
+  json_error_t e;
+  json_t *v = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &e);
+  if (v)
+    return v;
+  *detail = json_pack("[{s:s, s:[s,i], s:s, s:{}, s:{s:s}}]", "type", "json_invalid", "loc",
+                      "body", (json_int_t)e.position, "msg", "JSON decode error", "input", "ctx",
+                      "error", e.text);
+  return NULL;
+}
+
+/* The input as echoed in an error: the value itself, or its text cut to BODY_ECHO_MAX. */
+static json_t *echo(const json_t *v)
+{
+  char *s;
+  json_t *out;
+  if (!json_is_string(v) || json_string_length(v) <= BODY_ECHO_MAX) {
+    if (!json_is_object(v) && !json_is_array(v))
+      return json_deep_copy(v);
+    s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (s && strlen(s) <= BODY_ECHO_MAX) {
+      free(s);
+      return json_deep_copy(v);
+    }
+    out = json_stringn(s ? s : "", s ? BODY_ECHO_MAX : 0);
+    free(s);
+    return out;
+  }
+  return json_stringn(json_string_value(v), BODY_ECHO_MAX);
+}
+
+/* Appends one error entry: loc = prefix + [field] (field may be NULL). */
+static int add_error(json_t *detail, const char *type, const json_t *prefix, const char *field,
+                     const char *msg, const json_t *input, json_t *ctx)
+{
+  json_t *loc = json_copy((json_t *)prefix), *e;
+  if (field)
+    json_array_append_new(loc, json_string(field));
+  e = json_pack("{s:s, s:o, s:s, s:o}", "type", type, "loc", loc, "msg", msg, "input",
+                input ? echo(input) : json_null());
+  if (!e) {
+    json_decref(ctx);
+    return CM_E_NOMEM;
+  }
+  if (ctx)
+    json_object_set_new(e, "ctx", ctx);
+  json_array_append_new(detail, e);
+  return 0;
+}
+
+/* pydantic's enum message: "Input should be 'a', 'b' or 'c'" (long lists cut with "..."). */
+static void enum_text(const Credito__V1__FeatureSpec *f, char *out, size_t n)
+{
+  size_t used = 0;
+  for (size_t k = 0; k < f->n_categories && used + 1 < n; k++) {
+    const char *sep = k == 0 ? "" : k + 1 == f->n_categories ? " or " : ", ";
+    if (k >= 12) {
+      snprintf(out + used, n - used, ", ... (%zu categories)", f->n_categories);
+      return;
+    }
+    used += (size_t)snprintf(out + used, n - used, "%s'%s'", sep, f->categories[k]);
+  }
+}
+
+static const Credito__V1__FeatureSpec *spec_find(const Credito__V1__Schema *s, const char *name)
+{
+  for (size_t i = 0; i < s->n_features; i++)
+    if (strcmp(s->features[i]->name, name) == 0)
+      return s->features[i];
+  return NULL;
+}
+
+/* Checks one value against its spec and fills v; returns 0, or 1 after recording an error. */
+static int value_of(const Credito__V1__FeatureSpec *f, const json_t *val, const json_t *prefix,
+                    json_t *detail, cm_arena *a, Credito__V1__FeatureValue *v)
+{
+  credito__v1__feature_value__init(v);
+  if (json_is_null(val)) {
+    if (f->required)
+      return add_error(detail, "missing", prefix, f->name, "Field required", val, NULL) ? -1 : 1;
+    v->value_case = CREDITO__V1__FEATURE_VALUE__VALUE_MISSING;
+    v->missing = 1;
+    return 0;
+  }
+  if (f->kind == CREDITO__V1__FEATURE_KIND__FEATURE_KIND_NUMERIC) {
+    if (json_is_string(val))
+      return add_error(detail, "float_parsing", prefix, f->name,
+                       "Input should be a valid number, unable to parse string as a number", val,
+                       NULL) ? -1 : 1;
+    if (!json_is_number(val))
+      return add_error(detail, "float_type", prefix, f->name, "Input should be a valid number",
+                       val, NULL) ? -1 : 1;
+    v->value_case = CREDITO__V1__FEATURE_VALUE__VALUE_NUMBER;
+    v->number = json_number_value(val);
+    if (!isfinite(v->number))
+      return add_error(detail, "finite_number", prefix, f->name, "Input should be a finite number",
+                       val, NULL) ? -1 : 1;
+    return 0;
+  }
+  if (!json_is_string(val))
+    return add_error(detail, "string_type", prefix, f->name, "Input should be a valid string",
+                     val, NULL) ? -1 : 1;
+  v->value_case = CREDITO__V1__FEATURE_VALUE__VALUE_TEXT;
+  v->text = cm_arena_strndup(a, json_string_value(val), json_string_length(val));
+  if (!v->text)
+    return -1;
+  if (f->unknown_category != CREDITO__V1__UNKNOWN_CATEGORY__UNKNOWN_CATEGORY_IGNORE) {
+    for (size_t k = 0; k < f->n_categories; k++)
+      if (strcmp(f->categories[k], v->text) == 0)
+        return 0;
+    char expected[900], msg[1000];
+    enum_text(f, expected, sizeof(expected));
+    snprintf(msg, sizeof(msg), "Input should be %s", expected);
+    return add_error(detail, "enum", prefix, f->name, msg, val,
+                     json_pack("{s:s}", "expected", expected)) ? -1 : 1;
+  }
+  return 0;
+}
+
+int body_applicant(const json_t *obj, const Credito__V1__Schema *schema, const json_t *loc_prefix,
+                   cm_arena *a, Credito__V1__Feature ***out, size_t *n, json_t *detail)
+{
+  size_t cap = schema->n_features, used = 0, bad = 0;
+  Credito__V1__Feature *f = cm_arena_calloc(a, cap + 1, sizeof *f);
+  Credito__V1__Feature **fp = cm_arena_calloc(a, cap + 1, sizeof *fp);
+  Credito__V1__FeatureValue *v = cm_arena_calloc(a, cap + 1, sizeof *v);
+  const char *key;
+  json_t *val;
+
+  if (!f || !fp || !v)
+    return CM_E_NOMEM;
+  if (!json_is_object(obj))
+    return add_error(detail, "model_attributes_type", loc_prefix, NULL,
+                     "Input should be a valid dictionary or object to extract fields from", obj,
+                     NULL) ? CM_E_NOMEM : CM_E_INVALID;
+  json_object_foreach((json_t *)obj, key, val) {
+    const Credito__V1__FeatureSpec *spec = spec_find(schema, key);
+    int r;
+    if (!spec) {
+      if (add_error(detail, "extra_forbidden", loc_prefix, key, "Extra inputs are not permitted",
+                    val, NULL))
+        return CM_E_NOMEM;
+      bad++;
+      continue;
+    }
+    r = value_of(spec, val, loc_prefix, detail, a, &v[used]);
+    if (r < 0)
+      return CM_E_NOMEM;
+    bad += (size_t)r;
+    credito__v1__feature__init(&f[used]);
+    f[used].name = spec->name;
+    f[used].value = &v[used];
+    fp[used] = &f[used];
+    used += r == 0;
+  }
+  for (size_t i = 0; i < schema->n_features; i++) {
+    const Credito__V1__FeatureSpec *spec = schema->features[i];
+    if (spec->required && !json_object_get(obj, spec->name)) {
+      if (add_error(detail, "missing", loc_prefix, spec->name, "Field required", obj, NULL))
+        return CM_E_NOMEM;
+      bad++;
+    }
+  }
+  *out = fp;
+  *n = used;
+  return bad ? CM_E_INVALID : 0;
+}
