@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Quickstart: installs what Credito needs, builds it, starts the registry (on the embedded file
-# store, or on S3 when CREDITO_STORE=s3://... and AWS_ENDPOINT_URL_S3 are set), the trainer and
-# the predictor on loopback, pushes German Credit as a versioned dataset, trains and registers
-# credit-default with the champion alias (gate: test AUC >= 0.7), waits for the predictor to
-# load the champion, scores one applicant, and shows what each service serves. The REST gateway
-# joins this script with issue #6. Stop with deploy/local/stop.sh.
+# store, or on S3 when CREDITO_STORE=s3://... and AWS_ENDPOINT_URL_S3 are set), the trainer, the
+# predictor and the REST gateway (with a fresh API key) on loopback, pushes German Credit as a
+# versioned dataset, trains and registers credit-default with the champion alias (gate: test AUC
+# >= 0.7), waits for the predictor to load the champion, scores one applicant over gRPC and over
+# REST, and prints a ready-to-paste curl. Stop with deploy/local/stop.sh.
 # Environment: CREDITO_RUN_DIR (default .credito-run) holds logs, pids and the file store.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -20,21 +20,29 @@ deploy/local/stop.sh >/dev/null 2>&1 || true
 export CREDITO_STORE=${CREDITO_STORE:-file://$run/store}
 export CREDITO_CACHE_DIR=${CREDITO_CACHE_DIR:-$run/predictor-cache}
 
-start() { # name port
-  local bin="build/services/$1/credito-$1"
-  "$bin" --listen "127.0.0.1:$2" 2>"$run/$1.log" &
-  echo $! >"$run/$1.pid"
+start() { # name port [flags...]
+  local name=$1 port=$2 bin="build/services/$1/credito-$1"
+  shift 2
+  [ "$name" = gateway ] && bin=build/gateway/credito-gateway
+  "$bin" --listen "127.0.0.1:$port" "$@" 2>"$run/$name.log" &
+  echo $! >"$run/$name.pid"
   for _ in $(seq 100); do
-    grep -q '"msg":"listening"' "$run/$1.log" && return 0
+    grep -q '"msg":"listening"' "$run/$name.log" && return 0
     sleep 0.05
   done
-  echo "credito-$1 did not start; its log:" >&2
-  cat "$run/$1.log" >&2
+  echo "credito-$name did not start; its log:" >&2
+  cat "$run/$name.log" >&2
   return 1
 }
 start registry 50051
 start trainer 50052
 start predictor 50053
+# A fresh API key for the gateway: the key for the client, its hash for the gateway's key file.
+build/services/ctl/creditoctl apikey new --name quickstart >"$run/apikey.txt" 2>/dev/null
+api_key=$(sed -n 1p "$run/apikey.txt")
+sed -n 2p "$run/apikey.txt" >"$run/api-keys"
+chmod 600 "$run/apikey.txt" "$run/api-keys"
+start gateway 8080 --predictors 127.0.0.1:50053 --api-keys-file "$run/api-keys"
 
 ctl=build/services/ctl/creditoctl
 mkdir -p "$run/data"
@@ -68,6 +76,12 @@ echo "$out"
 [ "$scored" = yes ] || { echo "the predictor did not score; its log: $run/predictor.log" >&2; exit 1; }
 echo
 
+echo "== POST /predict through the gateway"
+printf '%s' "$applicant" >"$run/applicant.json"
+curl -sS -X POST http://127.0.0.1:8080/predict -H "x-api-key: $api_key" \
+  -H 'content-type: application/json' -d @"$run/applicant.json"
+echo; echo
+
 buf=tests/peers/node_modules/.bin/buf
 for p in 50051 50052 50053; do
   echo "== 127.0.0.1:$p"
@@ -76,7 +90,10 @@ for p in 50051 50052 50053; do
   echo
 done
 cat <<MSG
-Credito is running: registry :50051, trainer :50052, predictor :50053 (logs in $run).
+Credito is running: registry :50051, trainer :50052, predictor :50053, gateway :8080 (logs in $run).
+Score an applicant over REST (the key is in $run/apikey.txt):
+  curl -X POST http://127.0.0.1:8080/predict -H "x-api-key: $api_key" \\
+       -H 'content-type: application/json' -d @$run/applicant.json
 Try:  $ctl dataset list
       $ctl runs list
       $ctl lineage credit-default@champion
