@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Measures the predictor (issue #5): Health/Check (the RPC layer's ceiling), Predict and
+# PredictBatch calls/s, rows/s and p50/p99 latency on loopback, and the predictor's resident
+# memory, serving a German Credit model trained through the services. Builds a Release tree in
+# build-bench/; everything else (store, cache, dataset copy, logs) lives in a temporary folder.
+# Usage: bench/run_predict.sh [SECONDS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-5}
+b=build-bench
+cmake -S . -B "$b" -DCMAKE_BUILD_TYPE=Release >/dev/null
+make -C "$b" -j"$(nproc)" credito-registry credito-trainer credito-predictor creditoctl \
+  predict_bench >/dev/null
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do
+    kill "$p" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# The port a server of ours listens on; we silence the "listening" log line, so ask the kernel.
+port_of() {
+  local port=
+  for _ in $(seq 200); do
+    port=$(ss -tlnp 2>/dev/null | awk -v p="pid=$1," '$0 ~ p {split($4, a, ":"); print a[length(a)]; exit}')
+    [ -n "$port" ] && break
+    sleep 0.05
+  done
+  [ -n "$port" ] || { echo "no listening port for pid $1" >&2; exit 1; }
+  echo "$port"
+}
+
+# "VmRSS 15.6 MB (anon 2.0, file 13.6), VmHWM 15.6 MB" of a process: file is mostly the shared
+# libraries' code (gRPC, OpenSSL), anon the process's own memory.
+mem_of() {
+  awk '{ v[substr($1, 1, length($1) - 1)] = $2 / 1024 }
+       END { printf "VmRSS %.1f MB (anon %.1f, file %.1f), VmHWM %.1f MB", v["VmRSS"],
+             v["RssAnon"], v["RssFile"], v["VmHWM"] }' "/proc/$1/status"
+}
+
+bench=$b/bench/predict_bench
+ctl=$b/services/ctl/creditoctl
+$b/services/registry/credito-registry --listen 127.0.0.1:0 --store "file://$tmp/store" \
+  --log-level warn 2>"$tmp/registry.log" &
+pids+=($!)
+reg=127.0.0.1:$(port_of $!)
+$bench "$reg" --wait-ready 30
+$b/services/trainer/credito-trainer --listen 127.0.0.1:0 --registry "$reg" --log-level warn \
+  2>"$tmp/trainer.log" &
+pids+=($!)
+trn=127.0.0.1:$(port_of $!)
+$bench "$trn" --wait-ready 30
+# A copy, so dataset push writes its .dvc pointer into the temporary folder, not data/raw/.
+cp data/raw/credit-g.arff "$tmp/"
+$ctl --registry "$reg" dataset push "$tmp/credit-g.arff" --name credit-g >/dev/null
+$ctl --registry "$reg" --trainer "$trn" train credit-g --alias champion >"$tmp/train.log" 2>&1 ||
+  { cat "$tmp/train.log" >&2; exit 1; }
+# --max-message: a 10,000-row batch of German Credit applicants is about 5 MB, over the 4 MiB
+# default.
+$b/services/predictor/credito-predictor --listen 127.0.0.1:0 --registry "$reg" \
+  --model credit-default@champion --cache-dir "$tmp/cache" --max-message 67108864 \
+  --log-level warn 2>"$tmp/predictor.log" &
+pred_pid=$!
+pids+=($pred_pid)
+pred=127.0.0.1:$(port_of $pred_pid)
+$bench "$pred" --wait-ready 30
+
+echo "machine: $(nproc) cores, $(uname -m), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "model: $(grep -m1 -o 'registered credit-default[^ ]*' "$tmp/train.log" | cut -d' ' -f2)," \
+  "test AUC $(awk '$1 == "test_roc_auc" {print $2}' "$tmp/train.log")"
+echo "predictor memory after loading: $(mem_of $pred_pid)"
+out=$tmp/results
+# One line per run; a run with errors says so in its line and the others still run.
+run() {
+  $bench "$pred" "$@" --seconds "$secs" | tee -a "$out" || true
+}
+# Health and Predict alternate at each level, so a change in the host's load between them
+# skews the ratio less.
+for n in 1 8 64; do
+  run --method health --inflight "$n"
+  run --method predict --inflight "$n"
+done
+echo "predictor memory after Health and Predict: $(mem_of $pred_pid)"
+for n in 1 2 8; do
+  run --method batch --rows 1000 --inflight "$n"
+done
+for n in 1 2; do
+  run --method batch --rows 10000 --inflight "$n"
+done
+echo "predictor memory at the end: $(mem_of $pred_pid)"
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+# Predict calls/s as a share of Health/Check calls/s at the same calls in flight.
+awk '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
+       c[f["method"], f["inflight"]] = f["calls_per_s"] }
+     END { for (n = 1; n <= 64; n *= 8)
+             if (c["health", n] > 0)
+               printf "predict/health at inflight=%d: %.0f%% (%d / %d calls/s)\n", n,
+                      100 * c["predict", n] / c["health", n], c["predict", n], c["health", n] }' \
+  "$out"
