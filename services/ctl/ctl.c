@@ -23,6 +23,9 @@ static const char usage[] =
     "  model list                       registered models\n"
     "  model show NAME                  a model and its versions\n"
     "  model alias NAME ALIAS VERSION   point ALIAS at VERSION (--delete to remove it)\n"
+    "  model pull NAME/N|NAME@ALIAS --out DIR\n"
+    "                                   fetch and verify an artifact into a predictor cache\n"
+    "                                   (then: credito-predictor --model REF --cache-dir DIR)\n"
     "  lineage NAME/N | NAME@ALIAS      a version's run, datasets and their parents\n"
     "  events [--subject PREFIX]        the audit log\n"
     "  train DATASET[@MD5] [--model NAME] [--alias ALIAS [--min-auc X]] [--experiment NAME]\n"
@@ -41,6 +44,7 @@ static const char usage[] =
     "  apikey new [--name NAME]         a new gateway API key (shown once) and its NAME:SHA256\n"
     "                                   line for the gateway's key file\n"
     "  apikey hash [--name NAME] < KEY  the key-file line for a key read from stdin\n"
+    "  health HOST:PORT [--service S]   exit 0 when a gRPC server's health is SERVING\n"
     "\n"
     "Environment: CREDITO_REGISTRY (default 127.0.0.1:50051), CREDITO_TRAINER (default\n"
     "127.0.0.1:50052), CREDITO_PREDICTOR (default 127.0.0.1:50053).\n";
@@ -51,7 +55,7 @@ static const struct {
 } commands[] = {
     {"dataset", ctl_cmd_dataset}, {"runs", ctl_cmd_runs},     {"model", ctl_cmd_model},
     {"lineage", ctl_cmd_lineage}, {"events", ctl_cmd_events},     {"train", ctl_cmd_train},
-    {"predict", ctl_cmd_predict}, {"apikey", ctl_cmd_apikey},
+    {"predict", ctl_cmd_predict}, {"apikey", ctl_cmd_apikey}, {"health", ctl_cmd_health},
 };
 
 rpc_channel *ctl_registry(struct ctl *c)

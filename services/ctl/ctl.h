@@ -52,5 +52,7 @@ int ctl_cmd_events(struct ctl *c, int argc, char **argv);
 int ctl_cmd_train(struct ctl *c, int argc, char **argv);
 int ctl_cmd_predict(struct ctl *c, int argc, char **argv);
 int ctl_cmd_apikey(struct ctl *c, int argc, char **argv);
+int ctl_cmd_model_pull(struct ctl *c, int argc, char **argv);
+int ctl_cmd_health(struct ctl *c, int argc, char **argv);
 
 #endif

@@ -386,6 +386,8 @@ int ctl_cmd_model(struct ctl *c, int argc, char **argv)
 
   if (argc >= 2 && strcmp(argv[1], "alias") == 0)
     return model_alias(c, argc, argv);
+  if (argc >= 2 && strcmp(argv[1], "pull") == 0)
+    return ctl_cmd_model_pull(c, argc - 1, argv + 1);
   if (argc == 2 && strcmp(argv[1], "list") == 0) {
     req = json_pack("{s:i}", "page_size", 1000);
     rc = ctl_call_json(c, "ListRegisteredModels", req, &resp);
@@ -397,7 +399,7 @@ int ctl_cmd_model(struct ctl *c, int argc, char **argv)
     if (!rc)
       show_list(c, vresp, "versions", vcols, 5);
   } else {
-    return cm_error_set(&c->err, CM_E_INVALID, "usage: model list|show NAME|alias");
+    return cm_error_set(&c->err, CM_E_INVALID, "usage: model list|show NAME|alias|pull");
   }
   json_decref(req);
   json_decref(resp);
