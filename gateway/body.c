@@ -38,11 +38,17 @@ static json_t *echo(const json_t *v)
   return json_stringn(json_string_value(v), BODY_ECHO_MAX);
 }
 
-/* Appends one error entry: loc = prefix + [field] (field may be NULL). */
+/* Appends one error entry: loc = prefix + [field] (field may be NULL). Past BODY_MAX_ERRORS
+ * entries nothing more is added (the answer stays small whatever the request). */
 static int add_error(json_t *detail, const char *type, const json_t *prefix, const char *field,
                      const char *msg, const json_t *input, json_t *ctx)
 {
-  json_t *loc = json_copy((json_t *)prefix), *e;
+  json_t *loc, *e;
+  if (json_array_size(detail) >= BODY_MAX_ERRORS) {
+    json_decref(ctx);
+    return 0;
+  }
+  loc = json_copy((json_t *)prefix);
   if (field)
     json_array_append_new(loc, json_string(field));
   e = json_pack("{s:s, s:o, s:s, s:o}", "type", type, "loc", loc, "msg", msg, "input",

@@ -14,6 +14,9 @@
 /* Largest "input" echoed back in an error, in bytes of JSON text; longer inputs are cut. */
 #define BODY_ECHO_MAX 256
 
+/* Most entries in one 422 "detail" list (the predictor caps its BadRequest the same way). */
+#define BODY_MAX_ERRORS 100
+
 /* Parses text (len bytes, borrowed) as JSON. On success returns the value (caller decrefs). On
  * malformed JSON returns NULL and *detail gets FastAPI's json_invalid entry with the byte
  * position: [{"type": "json_invalid", "loc": ["body", POS], "msg": "JSON decode error",
@@ -24,7 +27,8 @@ json_t *body_parse(const char *text, size_t len, json_t **detail);
  * *out receives *n Feature pointers (numbers for numeric features, texts for categorical ones,
  * explicit missing for a JSON null on an optional feature). loc_prefix (borrowed, a JSON array
  * such as ["body"] or ["body", 3]) starts every loc. Returns 0; or CM_E_INVALID with the
- * problems appended to detail (a JSON array, borrowed); CM_E_NOMEM. Rules (pydantic v2 names):
+ * problems appended to detail (a JSON array, borrowed; at most BODY_MAX_ERRORS entries in all,
+ * also across calls); CM_E_NOMEM. Rules (pydantic v2 names):
  * not an object -> model_attributes_type; a required feature absent or null -> missing; a name
  * the schema does not have -> extra_forbidden; numeric: a bool, object or array -> float_type, a
  * string -> float_parsing; categorical: not a string -> string_type, a string outside the

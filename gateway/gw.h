@@ -51,6 +51,19 @@ struct gw {
   int64_t info_at_ms;        /* when it was fetched */
   void *daemon;              /* struct MHD_Daemon */
   int bound_port;            /* the port actually bound */
+  struct gw_track *tracked;  /* open connections, for the watchdog; guarded by track_mu */
+  pthread_mutex_t track_mu;
+  pthread_t watchdog;        /* closes connections too slow to send a request */
+  bool watchdog_on;
+  bool stopping;             /* guarded by track_mu */
+};
+
+/* One open connection as the watchdog sees it. */
+struct gw_track {
+  int fd;                    /* the socket */
+  int64_t since_ms;          /* start of the request being read (accept, or the last answer) */
+  bool reading;              /* true until the request (headers and body) is complete */
+  struct gw_track *prev, *next;
 };
 
 /* One HTTP request as the handlers see it. */

@@ -2,6 +2,7 @@
  * and per client address), header bytes, body bytes and idle time, the body collected with its
  * cap, one access log line and the metrics per request. */
 #include <arpa/inet.h>
+#include <sys/socket.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,10 +15,14 @@
 #include "log.h"
 #include "mem.h"
 
+/* Body bytes read and thrown away after the cap before the connection is closed instead. */
+#define DISCARD_MAX ((size_t)16 << 20)
+
 /* A connection's request in progress. */
 struct conn {
   struct cm_buf body;
   bool too_large;            /* the body passed max_body: 413 */
+  size_t discarded;          /* body bytes thrown away after the cap */
   struct timespec t0;        /* first byte handled */
   enum gw_route route;
   int status;
@@ -25,6 +30,13 @@ struct conn {
   char ip[64];
   char rid[40];
 };
+
+static int64_t mono_ms(void)
+{
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
 
 static double since(const struct timespec *t0)
 {
@@ -169,6 +181,8 @@ static enum MHD_Result too_large(struct gw *g, struct MHD_Connection *c, struct 
   return send_resp(c, st, &r, NULL);
 }
 
+static void track_mark(struct gw *g, struct MHD_Connection *c, bool reading);
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
@@ -195,13 +209,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return MHD_YES;
   }
   if (*upload_data_size) {
-    if (!st->too_large && cm_buf_add(&st->body, upload_data, *upload_data_size))
-      st->too_large = true;
+    size_t n = *upload_data_size;
     *upload_data_size = 0;
+    /* Over the cap (a chunked body declares no length), the rest is discarded unstored and the
+     * 413 goes out when the body ends (libmicrohttpd takes no response mid-body); a body that
+     * does not end is cut by the watchdog's deadline, and one past DISCARD_MAX by closing. */
+    if (st->too_large) {
+      st->discarded += n;
+      return st->discarded > DISCARD_MAX ? MHD_NO : MHD_YES;
+    }
+    if (cm_buf_add(&st->body, upload_data, n)) {
+      st->too_large = true;
+      cm_buf_cleanup(&st->body);
+    }
     return MHD_YES;
   }
   if (st->too_large)
     return too_large(g, c, st);
+  track_mark(g, c, false);
   cm_buf_init(&r.text, 1 << 20);
   r.status = 500;
   req_fill(g, c, st, url, method, &req);
@@ -211,6 +236,94 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
   return send_resp(c, st, &r, req.request_id);
 }
 
+/* ---- The watchdog: a request must arrive whole within --idle-timeout of the connection's
+ * accept (or of the previous answer on a kept-alive connection). libmicrohttpd's own timeout
+ * counts only silence, so a client trickling a byte at a time (slowloris) would hold the
+ * connection forever; the watchdog shuts such sockets down. ---- */
+
+static struct gw_track *track_of(struct MHD_Connection *c)
+{
+  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c,
+                                                                MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  return ci ? ci->socket_context : NULL;
+}
+
+/* The request is complete (reading false) or a new one starts (reading true). */
+static void track_mark(struct gw *g, struct MHD_Connection *c, bool reading)
+{
+  struct gw_track *t = track_of(c);
+  if (!t)
+    return;
+  pthread_mutex_lock(&g->track_mu);
+  t->reading = reading;
+  t->since_ms = mono_ms();
+  pthread_mutex_unlock(&g->track_mu);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+  struct gw *g = cls;
+  struct gw_track *t = *socket_context;
+  if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
+        c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    t = ci ? cm_calloc(1, sizeof *t) : NULL;
+    if (!t)
+      return;
+    t->fd = ci->connect_fd;
+    t->since_ms = mono_ms();
+    t->reading = true;
+    pthread_mutex_lock(&g->track_mu);
+    t->next = g->tracked;
+    if (g->tracked)
+      g->tracked->prev = t;
+    g->tracked = t;
+    pthread_mutex_unlock(&g->track_mu);
+    *socket_context = t;
+    return;
+  }
+  if (!t)
+    return;
+  /* Unlisted before libmicrohttpd closes the socket, so the watchdog never touches a reused fd. */
+  pthread_mutex_lock(&g->track_mu);
+  if (t->prev)
+    t->prev->next = t->next;
+  else
+    g->tracked = t->next;
+  if (t->next)
+    t->next->prev = t->prev;
+  pthread_mutex_unlock(&g->track_mu);
+  cm_free(t);
+  *socket_context = NULL;
+}
+
+static void *watchdog_main(void *arg)
+{
+  struct gw *g = arg;
+  int64_t limit = (int64_t)g->cfg->idle_timeout_s * 1000;
+  struct timespec tick = {0, 200 * 1000000L};
+
+  for (;;) {
+    int64_t now = mono_ms();
+    pthread_mutex_lock(&g->track_mu);
+    if (g->stopping) {
+      pthread_mutex_unlock(&g->track_mu);
+      return NULL;
+    }
+    for (struct gw_track *t = g->tracked; t; t = t->next) {
+      if (t->reading && now - t->since_ms > limit) {
+        shutdown(t->fd, SHUT_RDWR);
+        t->reading = false; /* once */
+        cm_log(CM_LOG_INFO, "closed a connection too slow to send its request", "ms=%lld",
+               (long long)(now - t->since_ms));
+      }
+    }
+    pthread_mutex_unlock(&g->track_mu);
+    nanosleep(&tick, NULL);
+  }
+}
+
 /* After the response went out (or the connection broke): metrics and the access log line. */
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
@@ -218,7 +331,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
   struct gw *g = cls;
   struct conn *st = *con_cls;
   double s;
-  (void)c;
+  /* A kept-alive connection now waits for its next request: the clock starts again. */
+  track_mark(g, c, true);
   if (!st)
     return;
   s = since(&st->t0);
@@ -274,6 +388,7 @@ int gw_http_start(struct gw *g, struct cm_error *err)
                        MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s,
                        MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg->max_header_bytes,
                        MHD_OPTION_NOTIFY_COMPLETED, on_completed, g,
+                       MHD_OPTION_NOTIFY_CONNECTION, on_connection, g,
                        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
                        MHD_OPTION_END);
   if (!d)
@@ -282,11 +397,20 @@ int gw_http_start(struct gw *g, struct cm_error *err)
   di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
   g->bound_port = di ? di->port : cfg->port;
   g->daemon = d;
+  g->watchdog_on = pthread_create(&g->watchdog, NULL, watchdog_main, g) == 0;
+  if (!g->watchdog_on)
+    cm_log(CM_LOG_WARN, "no watchdog thread: slow clients are only cut by the idle timeout", "");
   return 0;
 }
 
 void gw_http_stop(struct gw *g)
 {
+  pthread_mutex_lock(&g->track_mu);
+  g->stopping = true;
+  pthread_mutex_unlock(&g->track_mu);
+  if (g->watchdog_on)
+    pthread_join(g->watchdog, NULL);
+  g->watchdog_on = false;
   if (g->daemon)
     MHD_stop_daemon(g->daemon);
   g->daemon = NULL;

@@ -69,10 +69,13 @@ static int config_fill(struct gw_config *cfg, char *host, size_t hostlen, struct
     rc = cm_opt_int(opts, O_N, names[i], lo[i], hi[i], &v[i], err);
   if (!rc && cm_parse_duration_ms(opts[O_TIMEOUT].value, &timeout))
     rc = cm_error_set(err, CM_E_INVALID, "--upstream-timeout: want a duration such as 2s");
-  rc = rc ? rc : rl_parse(opts[O_LIMIT_KEY].value, cfg->key_limits, RL_LIMITS_MAX,
-                          &cfg->n_key_limits, err);
-  rc = rc ? rc : rl_parse(opts[O_LIMIT_IP].value, cfg->ip_limits, RL_LIMITS_MAX,
-                          &cfg->n_ip_limits, err);
+  /* An empty limit string means no limit of that kind. */
+  if (!rc && opts[O_LIMIT_KEY].value[strspn(opts[O_LIMIT_KEY].value, " \t")])
+    rc = rl_parse(opts[O_LIMIT_KEY].value, cfg->key_limits, RL_LIMITS_MAX, &cfg->n_key_limits,
+                  err);
+  if (!rc && opts[O_LIMIT_IP].value[strspn(opts[O_LIMIT_IP].value, " \t")])
+    rc = rl_parse(opts[O_LIMIT_IP].value, cfg->ip_limits, RL_LIMITS_MAX, &cfg->n_ip_limits,
+                  err);
   rc = rc ? rc : clientip_cfg_parse(&cfg->trusted, opts[O_TRUSTED].value, err);
   if (rc)
     return rc;
@@ -149,6 +152,7 @@ int main(int argc, char **argv)
   rpc_init();
   g.cfg = &cfg;
   pthread_mutex_init(&g.mu, NULL);
+  pthread_mutex_init(&g.track_mu, NULL);
   g.keys = apikey_set_new();
   g.metrics = gw_metrics_new();
   co.target = cfg.predictors;
@@ -173,6 +177,7 @@ out:
   gw_metrics_free(g.metrics);
   cm_free(g.info);
   pthread_mutex_destroy(&g.mu);
+  pthread_mutex_destroy(&g.track_mu);
   rpc_cleanup();
   return rc;
 }
