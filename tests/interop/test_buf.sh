@@ -2,10 +2,12 @@
 # Interop: Credito's servers against buf curl (a Go gRPC client driven by server reflection).
 # For the registry, trainer, predictor and the echo test server: reflection v1 and v1alpha list
 # exactly the expected services; every method declared in the .proto is listed; Health/Check
-# answers SERVING; the methods of a built service (registry, trainer) answer for real, the others
-# UNIMPLEMENTED naming their issue; Trainer/Train from JSON is INVALID_ARGUMENT for an empty
-# request and UNAVAILABLE with no registry to reach; the echo service works from JSON in all four
-# call shapes.
+# answers SERVING (NOT_SERVING for the predictor, which has no model to serve here); the methods of
+# a built service (registry, trainer, predictor) answer for real, the others UNIMPLEMENTED naming
+# their issue; Trainer/Train from JSON is INVALID_ARGUMENT for an empty request and UNAVAILABLE
+# with no registry to reach; the predictor with no model answers Predict and PredictBatch
+# UNAVAILABLE and GetModelInfo with serving false and its --model; the echo service works from
+# JSON in all four call shapes.
 #
 # Usage: tests/interop/test_buf.sh [BUILD_DIR]
 #   BUILD_DIR defaults to $CREDITO_BUILD_DIR, then build/ in the checkout.
@@ -42,11 +44,12 @@ fail() { CHECKS=$((CHECKS + 1)); FAILS=$((FAILS + 1)); echo "FAIL - $*"; }
 
 # The port from the JSON "listening" line of a server log, once the server has also logged
 # that it is serving ({"msg":"health","service":"","serving":true}, logged just after
-# "listening"); empty until then.
+# "listening"), or at once with a second argument "listening" (a predictor with no model never
+# serves); empty until then.
 ready_port() {
-  "$PY" - "$1" <<'EOF'
+  "$PY" - "$1" "${2:-serving}" <<'EOF'
 import json, sys
-port, serving = None, False
+port, serving = None, sys.argv[2] == "listening"
 with open(sys.argv[1], errors="replace") as f:
     for line in f:
         try:
@@ -64,7 +67,8 @@ if port is not None and serving:
 EOF
 }
 
-# start_server NAME BINARY [ARGS...]: starts it on a free port; sets PORT and SPID.
+# start_server NAME BINARY [ARGS...]: starts it on a free port; sets PORT and SPID. Waits
+# until it is serving, or only until it listens when READY=listening.
 start_server() {
   local name=$1 bin=$2 log=$TMP/$1.log i
   shift 2
@@ -82,14 +86,14 @@ os.execv(sys.argv[1], sys.argv[1:])' "$bin" --listen 127.0.0.1:0 "$@" \
   PIDS+=("$SPID")
   PORT=
   for ((i = 0; i < 100; i++)); do
-    PORT=$(ready_port "$log")
+    PORT=$(ready_port "$log" "${READY:-serving}")
     [[ -n $PORT ]] && return 0
     if ! kill -0 "$SPID" 2>/dev/null; then
       break
     fi
     sleep 0.1
   done
-  echo "FAIL: $name did not log \"listening\" and serving within 10 s; its stderr:" >&2
+  echo "FAIL: $name did not log \"listening\" (and serving) within 10 s; its stderr:" >&2
   cat "$log" >&2
   exit 1
 }
@@ -177,8 +181,11 @@ EOF
   then pass "$what"; else fail "$what"; fi
 }
 
+# check_service_program NAME BINARY PROTO [BUILT [HEALTH]]: HEALTH is the status Health/Check
+# must answer (SERVING; NOT_SERVING for a program that is up but not ready, started with
+# READY=listening).
 check_service_program() {
-  local name=$1 bin=$2 proto=$3 built=${4:-no}
+  local name=$1 bin=$2 proto=$3 built=${4:-no} health=${5:-SERVING}
   local pkg svc full m
   pkg=$(proto_package "$proto")
   svc=$(proto_services "$proto")
@@ -224,12 +231,12 @@ check_service_program() {
   done
 
   if bcurl "$url/grpc.health.v1.Health/Check" >"$TMP/out" 2>&1; then
-    json_eq "$name: Health/Check \"\" is SERVING" '{"status":"SERVING"}' "$TMP/out"
+    json_eq "$name: Health/Check \"\" is $health" "{\"status\":\"$health\"}" "$TMP/out"
   else
     fail "$name: Health/Check failed: $(cat "$TMP/out")"
   fi
   if bcurl -d "{\"service\":\"$full\"}" "$url/grpc.health.v1.Health/Check" >"$TMP/out" 2>&1; then
-    json_eq "$name: Health/Check $full is SERVING" '{"status":"SERVING"}' "$TMP/out"
+    json_eq "$name: Health/Check $full is $health" "{\"status\":\"$health\"}" "$TMP/out"
   else
     fail "$name: Health/Check $full failed: $(cat "$TMP/out")"
   fi
@@ -289,6 +296,49 @@ check_trainer_train() {
     pass "$name: Train with the registry down is UNAVAILABLE, naming the registry"
   else
     fail "$name: Train with no registry: want unavailable, got: $(tr '\n' ' ' <"$TMP/out")"
+  fi
+  stop_server "$SPID" "$name"
+}
+
+# The predictor is built (issue #5). With no registry to reach and no cache it has no model:
+# it listens but is NOT_SERVING (checked above), Predict and PredictBatch from JSON answer
+# UNAVAILABLE, whatever the request, and GetModelInfo answers serving false (omitted in JSON)
+# with its --model setting.
+check_predictor_without_model() {
+  local name=credito-predictor url m
+  READY=listening start_server "$name" "$BUILD/services/predictor/credito-predictor" \
+    --registry 127.0.0.1:1 --cache-dir off --model credit-default@champion
+  url=http://127.0.0.1:$PORT
+  for m in Predict PredictBatch; do
+    if bcurl -d '{"requestId":"r1"}' "$url/credito.v1.Predictor/$m" >"$TMP/out" 2>&1; then
+      fail "$name: $m with no model succeeded: $(cat "$TMP/out")"
+    elif grep -q '"code": *"unavailable"' "$TMP/out" &&
+      grep -q 'no verified model' "$TMP/out"; then
+      pass "$name: $m with no model is UNAVAILABLE"
+    else
+      fail "$name: $m with no model: want unavailable, got: $(tr '\n' ' ' <"$TMP/out")"
+    fi
+  done
+  if bcurl -d '{"features":[{"name":"duration","value":{"number":6}}]}' \
+    "$url/credito.v1.Predictor/Predict" >"$TMP/out" 2>&1; then
+    fail "$name: Predict with a feature and no model succeeded: $(cat "$TMP/out")"
+  elif grep -q '"code": *"unavailable"' "$TMP/out"; then
+    pass "$name: Predict from a JSON applicant with no model is UNAVAILABLE"
+  else
+    fail "$name: Predict with no model: want unavailable, got: $(tr '\n' ' ' <"$TMP/out")"
+  fi
+  # (A last_load_error saying why may come too; nothing about a served model may.)
+  if bcurl -d '{}' "$url/credito.v1.Predictor/GetModelInfo" >"$TMP/out" 2>&1; then
+    if "$PY" -c 'import json, sys
+r = json.load(open(sys.argv[1]))
+sys.exit(not (r.get("modelRef") == "credit-default@champion" and not r.get("serving")
+              and not set(r) - {"modelRef", "serving", "lastLoadError"}))' "$TMP/out"; then
+      pass "$name: GetModelInfo with no model: serving false, the --model setting"
+    else
+      fail "$name: GetModelInfo with no model: $(tr '\n' ' ' <"$TMP/out")"
+    fi
+  else
+    fail "$name: GetModelInfo failed: $(cat "$TMP/out")"
   fi
   stop_server "$SPID" "$name"
 }
@@ -380,8 +430,11 @@ check_service_program credito-registry "$BUILD/services/registry/credito-registr
 CREDITO_REGISTRY=127.0.0.1:1 check_service_program credito-trainer \
   "$BUILD/services/trainer/credito-trainer" "$SRC/proto/credito/v1/trainer.proto" yes
 check_trainer_train
-check_service_program credito-predictor "$BUILD/services/predictor/credito-predictor" \
-  "$SRC/proto/credito/v1/predictor.proto" no
+# The predictor with no model (no registry to reach, no cache): up, but NOT_SERVING.
+CREDITO_REGISTRY=127.0.0.1:1 CREDITO_CACHE_DIR=off READY=listening check_service_program \
+  credito-predictor "$BUILD/services/predictor/credito-predictor" \
+  "$SRC/proto/credito/v1/predictor.proto" yes NOT_SERVING
+check_predictor_without_model
 check_echo
 
 echo "# $CHECKS checks, $FAILS failed"

@@ -1,7 +1,8 @@
-// Interop: the echo test server, the registry and the trainer against @grpc/grpc-js (Node's
-// pure-JS gRPC client, a different HTTP/2 stack from the C core): the four call shapes, health,
-// unknown methods, deadlines, a graceful stop with the client connection still open, and the
-// trainer's Train stream refusing an empty request.
+// Interop: the echo test server, the registry, the trainer and the predictor against
+// @grpc/grpc-js (Node's pure-JS gRPC client, a different HTTP/2 stack from the C core): the four
+// call shapes, health, unknown methods, deadlines, a graceful stop with the client connection
+// still open, the trainer's Train stream refusing an empty request, and the predictor with no
+// model (NOT_SERVING, Predict UNAVAILABLE, GetModelInfo saying so).
 //
 // Run: node tests/interop/test_grpc_js.js [BUILD_DIR]   (or CREDITO_BUILD_DIR; default
 // /work/main/build). The modules come from tests/peers/node_modules (cd tests/peers && npm ci).
@@ -33,6 +34,7 @@ const BIN = {
   echo: path.join(BUILD, 'tests/integration/credito-echo-server'),
   registry: path.join(BUILD, 'services/registry/credito-registry'),
   trainer: path.join(BUILD, 'services/trainer/credito-trainer'),
+  predictor: path.join(BUILD, 'services/predictor/credito-predictor'),
 };
 const GRPC_PROTO = '/usr/share/grpc-proto';
 const S = grpc.status;
@@ -45,8 +47,9 @@ process.on('exit', () => {
 });
 
 // Starts a server on a free port; resolves {proc, port, stderr(), exited} once it logged
-// "listening" and then that it is serving (each stderr line parsed as JSON).
-function startServer(bin, args = []) {
+// "listening" and then that it is serving (each stderr line parsed as JSON), or once it logged
+// "listening" when waitServing is false (a predictor with no model never serves).
+function startServer(bin, args = [], { waitServing = true } = {}) {
   if (!fs.existsSync(bin)) throw new Error(`${bin} not built (pass the build dir)`);
   return new Promise((resolve, reject) => {
     const proc = spawn(bin, ['--listen', '127.0.0.1:0', ...args],
@@ -54,7 +57,7 @@ function startServer(bin, args = []) {
     live.add(proc);
     let buf = '';
     let port = null;
-    let serving = false;
+    let serving = !waitServing;
     const lines = [];
     const exited = new Promise((res) => proc.on('exit', (code, sig) => {
       live.delete(proc);
@@ -95,6 +98,8 @@ const echoPkg = grpc.loadPackageDefinition(protoLoader.loadSync('credito/test/v1
   { ...loadOpts, includeDirs: [path.join(SRC, 'tests', 'proto')] }));
 const healthPkg = grpc.loadPackageDefinition(protoLoader.loadSync('grpc/health/v1/health.proto',
   { ...loadOpts, includeDirs: [GRPC_PROTO] }));
+const predictorPkg = grpc.loadPackageDefinition(protoLoader.loadSync('credito/v1/predictor.proto',
+  { ...loadOpts, includeDirs: [path.join(SRC, 'proto')] }));
 
 const deadline = (ms) => new Date(Date.now() + ms);
 const call = (client, method, req, ms = 5000) => new Promise((resolve, reject) => {
@@ -243,6 +248,45 @@ test('trainer over grpc-js: an empty Train is INVALID_ARGUMENT, naming the requi
       assert.equal(events.length, 0, 'no event before the error');
     } finally {
       c.close();
+      srv.proc.kill('SIGTERM');
+      const { code } = await srv.exited;
+      assert.equal(code, 0, srv.stderr());
+    }
+  });
+
+test('predictor over grpc-js without a model: NOT_SERVING, UNAVAILABLE, GetModelInfo says so',
+  async () => {
+    // No registry to reach (a port nobody listens on) and no cache: no model to serve.
+    const srv = await startServer(BIN.predictor, ['--registry', '127.0.0.1:1', '--cache-dir',
+      'off', '--model', 'credit-default@champion'], { waitServing: false });
+    const target = `127.0.0.1:${srv.port}`;
+    const pred = new predictorPkg.credito.v1.Predictor(target, grpc.credentials.createInsecure());
+    const health = new healthPkg.grpc.health.v1.Health(target, grpc.credentials.createInsecure());
+    const raw = new grpc.Client(target, grpc.credentials.createInsecure());
+    try {
+      for (const service of ['', 'credito.v1.Predictor']) {
+        const r = await call(health, 'Check', { service });
+        assert.equal(r.status, 'NOT_SERVING', `health of '${service}'`);
+      }
+      await assert.rejects(call(pred, 'Predict', {
+        features: [{ name: 'duration', value: { number: 6 } }], requestId: 'r1',
+      }), (e) => e.code === S.UNAVAILABLE && /no verified model/.test(e.details));
+      await assert.rejects(call(pred, 'PredictBatch', { rows: [{}] }),
+        (e) => e.code === S.UNAVAILABLE);
+      await assert.rejects(new Promise((resolve, reject) => {
+        raw.makeUnaryRequest('/credito.v1.Predictor/Predict', (x) => x, (x) => x,
+          Buffer.from([0xff, 0xff, 0xff]), { deadline: deadline(5000) },
+          (err, r) => (err ? reject(err) : resolve(r)));
+      }), (e) => e.code === S.INVALID_ARGUMENT && /credito\.v1\.PredictRequest/.test(e.details));
+      const info = await call(pred, 'GetModelInfo', {});
+      assert.equal(info.modelRef, 'credit-default@champion');
+      assert.equal(info.serving, false);
+      assert.equal(info.version, '0');
+      assert.equal(info.schema, null);
+    } finally {
+      pred.close();
+      health.close();
+      raw.close();
       srv.proc.kill('SIGTERM');
       const { code } = await srv.exited;
       assert.equal(code, 0, srv.stderr());

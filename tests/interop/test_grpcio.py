@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """Interop: Credito's C gRPC servers against a third-party client, Python grpcio (Debian's
-python3-grpcio). Health, unimplemented and unknown methods, bad and oversized requests,
-deadlines, concurrency and cancellation, graceful shutdown and grace expiry, the four call
-shapes, compression, TLS and mTLS.
+python3-grpcio). Health, unimplemented and unknown methods, the built services answering (the
+predictor with no model: NOT_SERVING and UNAVAILABLE), bad and oversized requests, deadlines,
+concurrency and cancellation, graceful shutdown and grace expiry, the four call shapes,
+compression, TLS and mTLS.
 
 Run: /usr/bin/python3 tests/interop/test_grpcio.py [BUILD_DIR] [unittest args]
      (or CREDITO_BUILD_DIR=BUILD_DIR; default build/ in the checkout)
@@ -37,6 +38,7 @@ C = grpc.StatusCode
 
 health_pb2 = None
 echo_pb2 = None
+predictor_pb2 = None
 _gen_dir = None
 
 
@@ -49,8 +51,9 @@ def _extend_grpc_namespace(gen_dir):
 
 
 def setUpModule():
-    """Generates the message classes (health, echo) with protoc into a temporary directory."""
-    global health_pb2, echo_pb2, _gen_dir
+    """Generates the message classes (health, echo, the predictor's) with protoc into a temporary
+    directory."""
+    global health_pb2, echo_pb2, predictor_pb2, _gen_dir
     for tool, path in (("protoc", shutil.which("protoc")),
                        ("grpc-proto", os.path.join(GRPC_PROTO_DIR, "grpc/health/v1/health.proto"))):
         if not path or not os.path.exists(path):
@@ -58,13 +61,16 @@ def setUpModule():
                                "grpc-proto)" % tool)
     _gen_dir = tempfile.mkdtemp(prefix="credito-interop-pb-")
     for inc, proto in ((GRPC_PROTO_DIR, "grpc/health/v1/health.proto"),
-                       (os.path.join(ROOT, "tests/proto"), "credito/test/v1/echo.proto")):
+                       (os.path.join(ROOT, "tests/proto"), "credito/test/v1/echo.proto"),
+                       (os.path.join(ROOT, "proto"), "credito/v1/common.proto"),
+                       (os.path.join(ROOT, "proto"), "credito/v1/predictor.proto")):
         subprocess.run(["protoc", "--python_out=" + _gen_dir, "-I" + inc, proto], check=True)
     _extend_grpc_namespace(_gen_dir)
     sys.path.insert(0, _gen_dir)
     import importlib
     health_pb2 = importlib.import_module("grpc.health.v1.health_pb2")
     echo_pb2 = importlib.import_module("credito.test.v1.echo_pb2")
+    predictor_pb2 = importlib.import_module("credito.v1.predictor_pb2")
 
 
 def tearDownModule():
@@ -103,11 +109,20 @@ def status_name(n):
     return health_pb2.HealthCheckResponse.ServingStatus.Name(n)
 
 
+class ListeningServer(procs.Server):
+    """A server that is up once it logs "listening": the predictor without a model never reports
+    itself serving (procs.Server.start waits for that unless told it has happened)."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self._serving = True
+
+
 class ServerTest(unittest.TestCase):
     """Base: start servers that are killed whatever happens, and open channels closed after."""
 
-    def server(self, program, *args):
-        s = procs.Server(program, *args)
+    def server(self, program, *args, wait_serving=True):
+        s = (procs.Server if wait_serving else ListeningServer)(program, *args)
         self.addCleanup(s.kill)
         s.start()
         return s
@@ -228,13 +243,38 @@ class UnimplementedTest(ServerTest):
         for svc in ("", "credito.v1.Trainer"):
             self.assertEqual(status_name(health_check(ch, svc).status), "SERVING", svc)
 
-    def test_predictor_unimplemented(self):
-        s = self.server("credito-predictor")
+    def test_predictor_without_a_model(self):
+        # The predictor is built (issue #5). With no registry to reach (a port nobody listens on)
+        # and no cache it has no model: it listens, but its health is NOT_SERVING, Predict and
+        # PredictBatch answer UNAVAILABLE, garbage is INVALID_ARGUMENT naming the message type,
+        # and GetModelInfo answers serving false with the --model setting.
+        s = self.server("credito-predictor", "--registry", "127.0.0.1:1", "--cache-dir", "off",
+                        "--model", "credit-default@champion", wait_serving=False)
         ch = self.channel(s.target)
-        err = self.assertRpcError(C.UNIMPLEMENTED, unary, ch, "/credito.v1.Predictor/Predict",
-                                  b"")
-        self.assertRegex(err.details(), r"issue #5\b")
-        self.assertEqual(status_name(health_check(ch).status), "SERVING")
+        for svc in ("", "credito.v1.Predictor"):
+            self.assertEqual(status_name(health_check(ch, svc).status), "NOT_SERVING", svc)
+        for method, req in (("Predict", predictor_pb2.PredictRequest(request_id="r1")),
+                            ("PredictBatch", predictor_pb2.PredictBatchRequest(
+                                rows=[predictor_pb2.Applicant()]))):
+            with self.subTest(method=method):
+                err = self.assertRpcError(C.UNAVAILABLE, unary, ch,
+                                          "/credito.v1.Predictor/" + method, req,
+                                          msg_contains="no verified model")
+                self.assertNotRegex(err.details(), r"issue #\d+")
+        self.assertRpcError(C.INVALID_ARGUMENT, unary, ch, "/credito.v1.Predictor/Predict",
+                            b"\xff\xff\xff", msg_contains="credito.v1.PredictRequest")
+        self.assertRpcError(C.INVALID_ARGUMENT, unary, ch, "/credito.v1.Predictor/PredictBatch",
+                            b"\x0a\x05ab", msg_contains="credito.v1.PredictBatchRequest")
+        info = unary(ch, "/credito.v1.Predictor/GetModelInfo",
+                     predictor_pb2.GetModelInfoRequest(), predictor_pb2.GetModelInfoResponse)
+        self.assertEqual((info.model_ref, info.serving, info.name, info.version),
+                         ("credit-default@champion", False, "", 0))
+        self.assertFalse(info.HasField("schema"))
+        # Stopping it interrupts the registry retries: it exits 0 at once.
+        self.close_channels()
+        t0 = time.monotonic()
+        self.assertEqual(s.stop(), 0, s.stderr())
+        self.assertLess(time.monotonic() - t0, 3.0)
 
     def test_unknown_methods(self):
         reg = self.server("credito-registry")
