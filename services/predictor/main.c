@@ -100,7 +100,8 @@ int main(int argc, char **argv)
   svc = src_o.reg.ch ? pred_service_new(&po) : NULL;
   server = svc ? rpc_server_new(&so, &err) : NULL;
   if (!server || rpc_server_add_service(server, svc, &err)) {
-    cm_log(CM_LOG_ERROR, "cannot create server", "error=%s", svc ? err.msg : "out of memory");
+    cm_log(CM_LOG_ERROR, "cannot create server", "error=%s",
+           svc || !src_o.reg.ch ? err.msg : "out of memory");
     rc = 1;
     goto out;
   }

@@ -14,6 +14,12 @@
 
 /* Violations reported per applicant (common.proto allows a server to cap the list at 100). */
 #define MAX_VIOLATIONS 100
+/* Bytes of violations in one status detail (grpcio's default cap on metadata is 8 KiB) and in
+ * one batch row (5,000 invalid rows must still fit the reply). */
+#define DETAIL_MAX_BYTES 4000
+#define ROW_DETAIL_MAX_BYTES 400
+/* Longest request id echoed; a longer one is replaced by a new one. */
+#define REQUEST_ID_MAX 128
 
 struct pred_service {
   struct rpc_service svc; /* first: the server sees this */
@@ -28,7 +34,7 @@ struct pred_service {
 static char *request_id(struct pred_service *ps, cm_arena *a, const char *given)
 {
   uint64_t n;
-  if (given && given[0])
+  if (given && given[0] && strlen(given) <= REQUEST_ID_MAX)
     return (char *)given;
   n = atomic_fetch_add(&ps->next_id, 1);
   return cm_arena_printf(a, "%08llx%08llx", (unsigned long long)(ps->id_base & 0xffffffffu),
@@ -101,10 +107,20 @@ static Credito__V1__Prediction *prediction_msg(const struct md_prediction *p,
   return m;
 }
 
-/* Violations -> a BadRequest in a; *summary gets the status message. NULL when out of memory. */
+/* Violations -> a BadRequest in a, as many as fit max_bytes (at least one); *summary gets the
+ * status message. NULL when out of memory. */
 static Credito__V1__BadRequest *bad_request(const struct md_violation *v, size_t shown,
-                                            size_t total, cm_arena *a, char **summary)
+                                            size_t total, size_t max_bytes, cm_arena *a,
+                                            char **summary)
 {
+  size_t bytes = 0, fit = 0;
+  while (fit < shown) {
+    bytes += strlen(v[fit].field) + strlen(v[fit].msg) + strlen(v[fit].type) + 8;
+    if (fit > 0 && bytes > max_bytes)
+      break;
+    fit++;
+  }
+  shown = fit;
   Credito__V1__BadRequest *b = cm_arena_calloc(a, 1, sizeof *b);
   Credito__V1__FieldViolation *f = cm_arena_calloc(a, shown ? shown : 1, sizeof *f);
   Credito__V1__FieldViolation **fp = cm_arena_calloc(a, shown ? shown : 1, sizeof *fp);
@@ -124,7 +140,9 @@ static Credito__V1__BadRequest *bad_request(const struct md_violation *v, size_t
   b->violations = fp;
   b->n_violations = shown;
   *summary = cm_arena_printf(a, "%zu invalid field%s%s: %s: %s%s", total, total == 1 ? "" : "s",
-                             total > shown ? " (first 100 in the details)" : "",
+                             total > shown ? cm_arena_printf(a, " (the first %zu in the details)",
+                                                             shown)
+                                           : "",
                              shown ? v[0].field : "", shown ? v[0].msg : "",
                              total > 1 ? "; ..." : "");
   return *summary ? b : NULL;
@@ -146,7 +164,7 @@ static int scratch_init(struct scratch *sc, const struct served *sv, cm_arena *a
 
 /* Scores one applicant with sv; on invalid input *bad is set (in a). */
 static int score_one(const struct served *sv, const struct scratch *sc,
-                     Credito__V1__Feature **f, size_t n, cm_arena *a,
+                     Credito__V1__Feature **f, size_t n, size_t detail_bytes, cm_arena *a,
                      Credito__V1__Prediction **pred, Credito__V1__BadRequest **bad,
                      char **summary)
 {
@@ -163,7 +181,8 @@ static int score_one(const struct served *sv, const struct scratch *sc,
     return CM_E_NOMEM;
   rc = md_model_score(sv->model, vals, n, scratch, &p, viol, MAX_VIOLATIONS, &nv);
   if (rc == CM_E_INVALID) {
-    *bad = bad_request(viol, nv < MAX_VIOLATIONS ? nv : MAX_VIOLATIONS, nv, a, summary);
+    *bad = bad_request(viol, nv < MAX_VIOLATIONS ? nv : MAX_VIOLATIONS, nv, detail_bytes, a,
+                       summary);
     return *bad ? CM_E_INVALID : CM_E_NOMEM;
   }
   if (rc)
@@ -198,8 +217,8 @@ static void predict_start(rpc_call *call, const ProtobufCMessage *msg)
   {
     struct scratch sc;
     rc = scratch_init(&sc, sv, a);
-    rc = rc ? rc : score_one(sv, &sc, req->features, req->n_features, a, &resp.prediction, &bad,
-                             &summary);
+    rc = rc ? rc : score_one(sv, &sc, req->features, req->n_features, DETAIL_MAX_BYTES, a,
+                             &resp.prediction, &bad, &summary);
   }
   resp.model_name = sv->name;
   resp.model_version = sv->version;
@@ -252,8 +271,8 @@ static void batch_start(rpc_call *call, const ProtobufCMessage *msg)
                ap->n_features, ps->o->max_features);
       break;
     }
-    rc = score_one(sv, &sc, ap->features, ap->n_features, a, &rows[i].prediction, &bad,
-                   &summary);
+    rc = score_one(sv, &sc, ap->features, ap->n_features, ROW_DETAIL_MAX_BYTES, a,
+                   &rows[i].prediction, &bad, &summary);
     if (rc == CM_E_INVALID) {
       rows[i].outcome_case = CREDITO__V1__ROW_RESULT__OUTCOME_ERROR;
       rows[i].error = bad;
@@ -313,7 +332,7 @@ static void info_start(rpc_call *call, const ProtobufCMessage *msg)
     info_model(sv, rpc_call_arena(call), &resp);
   if (src)
     source_last_error(src, &e);
-  if (e.version) {
+  if (e.msg[0]) {
     le.version = e.version;
     le.message = e.msg;
     le.time_ms = e.time_ms;

@@ -26,6 +26,7 @@ struct source {
   bool stop;
   rpc_stream *watch;         /* the WatchModel call in progress, cancelled by source_stop */
   struct source_error last;  /* the last failed load */
+  bool load_failed;          /* the last load attempt failed (source thread only) */
 };
 
 static int64_t now_ms(void)
@@ -38,9 +39,14 @@ static int64_t now_ms(void)
 int source_parse_ref(const char *ref, char *name, char *alias, int64_t *version,
                      struct cm_error *err)
 {
-  const char *sep = ref ? strpbrk(ref, "@/") : NULL;
+  /* Aliases hold no '@' or '/', model names no '/': split at the last '@', else the last '/'. */
+  const char *sep = ref ? strrchr(ref, '@') : NULL;
   char *end = NULL;
-  size_t n = sep ? (size_t)(sep - ref) : 0;
+  size_t n;
+
+  if (!sep && ref)
+    sep = strrchr(ref, '/');
+  n = sep ? (size_t)(sep - ref) : 0;
 
   if (!sep || n == 0 || n > 255 || !sep[1] || strlen(sep + 1) > 255)
     return cm_error_set(err, CM_E_INVALID, "--model '%.60s': want NAME@ALIAS or NAME/N",
@@ -68,8 +74,9 @@ static void set_error(source *s, int64_t version, const char *msg)
   snprintf(s->last.msg, sizeof s->last.msg, "%s", msg);
   s->last.time_ms = now_ms();
   pthread_mutex_unlock(&s->mu);
-  cm_log(CM_LOG_WARN, "model version not loaded; serving what was served before",
-         "model=%s version=%lld error=%s", s->name, (long long)version, msg);
+  if (version > 0)
+    cm_log(CM_LOG_WARN, "model version not loaded; serving what was served before",
+           "model=%s version=%lld error=%s", s->name, (long long)version, msg);
 }
 
 void source_last_error(source *s, struct source_error *out)
@@ -206,8 +213,15 @@ static int load_version(source *s, const Credito__V1__ModelVersion *v, struct cm
   char ref[40];
   int rc;
 
-  if (serving_already(s, v))
+  if (serving_already(s, v)) {
+    /* The alias came back to the version served: an older failure is no longer news. */
+    pthread_mutex_lock(&s->mu);
+    memset(&s->last, 0, sizeof s->last);
+    pthread_mutex_unlock(&s->mu);
+    s->load_failed = false;
     return 0;
+  }
+  s->load_failed = true;
   cm_buf_init(&bytes, s->o->max_artifact);
   rc = artifact_bytes(s, v, &bytes, err);
   rc = rc ? rc : md_model_load((const uint8_t *)bytes.data, bytes.len, &m, err);
@@ -234,6 +248,7 @@ static int load_version(source *s, const Credito__V1__ModelVersion *v, struct cm
   pthread_mutex_lock(&s->mu);
   memset(&s->last, 0, sizeof s->last);
   pthread_mutex_unlock(&s->mu);
+  s->load_failed = false;
   cm_log(CM_LOG_INFO, "serving model", "model=%s version=%lld alias=%s sha256=%s", v->name,
          (long long)v->version, s->alias, v->artifact_sha256);
   if (s->o->on_serving)
@@ -305,18 +320,19 @@ static bool follow_pinned(source *s, struct cm_error *err)
   return rc == 0;
 }
 
-/* One event of the watch: a version for our alias is loaded; failures are remembered. */
-static void on_event(source *s, const Credito__V1__ModelEvent *ev, bool *got_event)
+/* One event of the watch: a version for our alias is loaded; a failure is remembered and
+ * returned (the caller then subscribes again after a backoff, and the new snapshot retries the
+ * load: a transient download error, or bytes repaired in the store, are picked up). */
+static int on_event(source *s, const Credito__V1__ModelEvent *ev, struct cm_error *err)
 {
-  struct cm_error err;
-  cm_error_clear(&err);
-  *got_event = true;
   switch (ev->type) {
   case CREDITO__V1__MODEL_EVENT_TYPE__MODEL_EVENT_TYPE_SNAPSHOT:
   case CREDITO__V1__MODEL_EVENT_TYPE__MODEL_EVENT_TYPE_ALIAS_SET:
     if (ev->version && ev->version->version > 0) {
-      if (load_version(s, ev->version, &err))
-        set_error(s, ev->version->version, err.msg);
+      if (load_version(s, ev->version, err)) {
+        set_error(s, ev->version->version, err->msg);
+        return err->code;
+      }
     } else {
       cm_log(CM_LOG_WARN, "the alias points at no version yet", "model=%s alias=%s", s->name,
              s->alias);
@@ -329,12 +345,14 @@ static void on_event(source *s, const Credito__V1__ModelEvent *ev, bool *got_eve
   default:
     break;
   }
+  return 0;
 }
 
 /* One WatchModel subscription until the stream ends or breaks. Returns true when at least one
  * event arrived (the backoff then starts over). */
 static bool follow_alias(source *s, struct cm_error *err)
 {
+  s->load_failed = false; /* this subscription's own loads decide */
   Credito__V1__WatchModelRequest req = CREDITO__V1__WATCH_MODEL_REQUEST__INIT;
   rpc_stream *st = rpc_stream_open(s->o->reg.ch, "/credito.v1.Registry/WatchModel", 0, err);
   bool got = false;
@@ -355,8 +373,10 @@ static bool follow_alias(source *s, struct cm_error *err)
     rc = a ? rpc_stream_recv(st, &credito__v1__model_event__descriptor, a,
                              (ProtobufCMessage **)&ev, err)
            : cm_error_set(err, CM_E_NOMEM, "out of memory");
-    if (!rc && ev)
-      on_event(s, ev, &got);
+    if (!rc && ev) {
+      got = true;
+      rc = on_event(s, ev, err);
+    }
     cm_arena_free(a);
     if (!rc && !ev)
       rc = rpc_stream_finish(st, err) ? err->code : cm_error_set(err, CM_E_UNAVAILABLE,
@@ -366,7 +386,9 @@ static bool follow_alias(source *s, struct cm_error *err)
   s->watch = NULL;
   pthread_mutex_unlock(&s->mu);
   rpc_stream_free(st);
-  return got;
+  /* A stream that delivered events and broke later resets the backoff; one that ended on a
+   * failed load does not, so a bad version is retried at most every BACKOFF_MAX_MS. */
+  return got && !s->load_failed;
 }
 
 static void *source_main(void *arg)
@@ -385,9 +407,12 @@ static void *source_main(void *arg)
       progress = false;
     } else {
       progress = follow_alias(s, &err);
-      if (!stopping(s))
+      if (!stopping(s) && !s->load_failed) {
         cm_log(CM_LOG_WARN, "the model watch broke; subscribing again", "error=%s retry_ms=%ld",
                err.msg, progress ? BACKOFF_MIN_MS : backoff);
+        if (!progress) /* for GetModelInfo: why nothing new can arrive */
+          set_error(s, 0, err.msg);
+      }
     }
     backoff = progress ? BACKOFF_MIN_MS : backoff;
     if (nap(s, backoff))

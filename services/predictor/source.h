@@ -27,7 +27,8 @@ struct source_opts {
 
 typedef struct source source;
 
-/* The last failed load (version 0 when none since the served version loaded). */
+/* The last failed load since the served version loaded (msg empty when none); version 0 with a
+ * message when the registry could not be followed at all. */
 struct source_error {
   int64_t version;
   char msg[160];
