@@ -12,6 +12,7 @@ packages=(
   clang libclang-rt-14-dev valgrind openssl iproute2 redis-server
   python3 python3-grpcio python3-protobuf python3-numpy python3-sklearn
   wrk nginx-light  # bench/run_gateway.sh
+  docker-compose python3-yaml  # tests/deploy: the compose file validated offline
   # tests/ui: headless Chromium, and the Python packages Streamlit imports (Debian's)
   chromium python3-venv python3-tornado python3-pandas python3-altair python3-pil python3-click
   python3-toml python3-cachetools python3-blinker python3-tenacity python3-rich python3-watchdog
