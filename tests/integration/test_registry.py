@@ -1453,17 +1453,7 @@ def load_tests(loader, tests, pattern):
 
 def main():
     import procs
-    procs.install_signal_handlers()
-    t0 = time.monotonic()
-    prog = unittest.main(verbosity=2, exit=False)
-    r = prog.result
-    failed = len(r.failures) + len(r.errors) + len(r.unexpectedSuccesses)
-    skipped = len(r.skipped)
-    passed = r.testsRun - failed - skipped
-    sys.stdout.flush()
-    print("integration.registry: %.1f s" % (time.monotonic() - t0))
-    print("%d passed, %d failed, %d skipped" % (passed, failed, skipped))
-    sys.exit(1 if failed or r.testsRun == 0 else 0)
+    procs.unittest_main("integration.registry")
 
 
 if __name__ == "__main__":

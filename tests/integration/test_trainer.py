@@ -736,17 +736,7 @@ class TrainerTest(unittest.TestCase):
 
 
 def main():
-    procs.install_signal_handlers()
-    t0 = time.monotonic()
-    prog = unittest.main(verbosity=2, exit=False)
-    r = prog.result
-    failed = len(r.failures) + len(r.errors) + len(r.unexpectedSuccesses)
-    skipped = len(r.skipped)
-    passed = r.testsRun - failed - skipped
-    sys.stdout.flush()
-    print("integration.trainer: %.1f s" % (time.monotonic() - t0))
-    print("%d passed, %d failed, %d skipped" % (passed, failed, skipped))
-    sys.exit(1 if failed or r.testsRun == 0 else 0)
+    procs.unittest_main("integration.trainer")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 
@@ -247,3 +248,24 @@ def install_signal_handlers():
     """Kill servers when the test run itself is interrupted or terminated (ctest timeout)."""
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _on_signal)
+
+
+def unittest_main(name, figures=()):
+    """Runs the calling module's unittest cases verbosely with the signal handlers installed,
+    prints `figures` (lines a test collected), the run time and "N passed, M failed, K skipped",
+    and exits 1 when anything failed or nothing ran."""
+    import time
+    import unittest
+    install_signal_handlers()
+    t0 = time.monotonic()
+    prog = unittest.main(module="__main__", verbosity=2, exit=False)
+    r = prog.result
+    failed = len(r.failures) + len(r.errors) + len(r.unexpectedSuccesses)
+    skipped = len(r.skipped)
+    passed = r.testsRun - failed - skipped
+    sys.stdout.flush()
+    for line in (figures() if callable(figures) else figures):
+        print(line)
+    print("%s: %.1f s" % (name, time.monotonic() - t0))
+    print("%d passed, %d failed, %d skipped" % (passed, failed, skipped))
+    sys.exit(1 if failed or r.testsRun == 0 else 0)
