@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# Measures the REST gateway (issue #6): requests/s and p50/p99 latency of POST /predict through
+# credito-gateway and a predictor, with wrk at 1 and 32 connections, beside nginx answering a
+# fixed JSON body of the same size under the same wrk settings (the ceiling of HTTP on this
+# machine), and the gateway's resident memory. Builds a Release tree in build-bench/; everything
+# else (store, cache, dataset copy, key file, nginx prefix, logs) lives in a temporary folder.
+# Needs wrk, nginx and curl. Usage: bench/run_gateway.sh [SECONDS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-10}
+b=build-bench
+for tool in wrk nginx curl; do
+  command -v "$tool" >/dev/null || { echo "run_gateway.sh: $tool is missing" \
+    "(deploy/local/install-deps.sh installs it)" >&2; exit 1; }
+done
+cmake -S . -B "$b" -DCMAKE_BUILD_TYPE=Release >/dev/null
+make -C "$b" -j"$(nproc)" credito-registry credito-trainer credito-predictor credito-gateway \
+  creditoctl predict_bench >/dev/null
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do
+    kill "$p" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# The port a server of ours listens on; we silence the "listening" log line, so ask the kernel.
+port_of() {
+  local port=
+  for _ in $(seq 200); do
+    port=$(ss -tlnp 2>/dev/null | awk -v p="pid=$1," '$0 ~ p {split($4, a, ":"); print a[length(a)]; exit}')
+    [ -n "$port" ] && break
+    sleep 0.05
+  done
+  [ -n "$port" ] || { echo "no listening port for pid $1" >&2; exit 1; }
+  echo "$port"
+}
+
+# "VmRSS 15.6 MB (anon 2.0, file 13.6), VmHWM 15.6 MB" of a process: file is mostly the shared
+# libraries' code (gRPC, OpenSSL), anon the process's own memory.
+mem_of() {
+  awk '{ v[substr($1, 1, length($1) - 1)] = $2 / 1024 }
+       END { printf "VmRSS %.1f MB (anon %.1f, file %.1f), VmHWM %.1f MB", v["VmRSS"],
+             v["RssAnon"], v["RssFile"], v["VmHWM"] }' "/proc/$1/status"
+}
+
+# CPU time (user + system) of processes, in clock ticks.
+ticks_of() {
+  local t=0 p
+  for p in "$@"; do
+    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  echo "$t"
+}
+
+bench=$b/bench/predict_bench
+ctl=$b/services/ctl/creditoctl
+$b/services/registry/credito-registry --listen 127.0.0.1:0 --store "file://$tmp/store" \
+  --log-level warn 2>"$tmp/registry.log" &
+pids+=($!)
+reg=127.0.0.1:$(port_of $!)
+$bench "$reg" --wait-ready 30
+$b/services/trainer/credito-trainer --listen 127.0.0.1:0 --registry "$reg" --log-level warn \
+  2>"$tmp/trainer.log" &
+pids+=($!)
+trn=127.0.0.1:$(port_of $!)
+$bench "$trn" --wait-ready 30
+# A copy, so dataset push writes its .dvc pointer into the temporary folder, not data/raw/.
+cp data/raw/credit-g.arff "$tmp/"
+$ctl --registry "$reg" dataset push "$tmp/credit-g.arff" --name credit-g >/dev/null
+$ctl --registry "$reg" --trainer "$trn" train credit-g --alias champion >"$tmp/train.log" 2>&1 ||
+  { cat "$tmp/train.log" >&2; exit 1; }
+$b/services/predictor/credito-predictor --listen 127.0.0.1:0 --registry "$reg" \
+  --model credit-default@champion --cache-dir "$tmp/cache" --log-level warn \
+  2>"$tmp/predictor.log" &
+pred_pid=$!
+pids+=("$pred_pid")
+pred=127.0.0.1:$(port_of $pred_pid)
+$bench "$pred" --wait-ready 30
+
+# Line 1 is the key for the client, line 2 NAME:SHA256 for the gateway's key file.
+$ctl apikey new --name bench >"$tmp/key" 2>/dev/null
+export CREDITO_API_KEY
+CREDITO_API_KEY=$(sed -n 1p "$tmp/key")
+sed -n 2p "$tmp/key" >"$tmp/keys"
+# Rate limits off: the benchmark sends far more than any client may.
+$b/gateway/credito-gateway --listen 127.0.0.1:0 --predictors "$pred" --api-keys-file "$tmp/keys" \
+  --rate-limit-key '' --rate-limit-ip '' --log-level warn 2>"$tmp/gateway.log" &
+gw_pid=$!
+pids+=("$gw_pid")
+gw=http://127.0.0.1:$(port_of $gw_pid)
+for _ in $(seq 300); do
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "$gw/readyz")" = 200 ] && break
+  sleep 0.1
+done
+[ "$(curl -s -o /dev/null -w '%{http_code}' "$gw/readyz")" = 200 ] ||
+  { echo "the gateway is not ready" >&2; cat "$tmp/gateway.log" >&2; exit 1; }
+
+# One real answer, with the Lua script's body and headers, sizes nginx's fixed body.
+lua=bench/gateway/predict.lua
+body=bench/gateway/applicant.json
+code=$(curl -s -o "$tmp/answer.json" -w '%{http_code}' -X POST "$gw/predict" \
+  -H 'Content-Type: application/json' -H "x-api-key: $CREDITO_API_KEY" --data-binary "@$body")
+[ "$code" = 200 ] || { echo "POST /predict answered $code: $(cat "$tmp/answer.json")" >&2; exit 1; }
+if grep -q '\$' "$tmp/answer.json"; then
+  echo "the answer holds a '\$', which nginx's return would read as a variable" >&2
+  exit 1
+fi
+
+# nginx on a free loopback port, in the foreground, its prefix the temporary folder. The body
+# goes into the template through ENVIRON, so nothing in it is read as a pattern.
+nginx_pid=
+for _ in $(seq 20); do
+  nport=$((20000 + RANDOM % 40000))
+  ss -tln | awk '{print $4}' | grep -q ":$nport\$" && continue
+  NPORT=$nport NBODY=$(sed -e 's/\\/\\\\/g' -e "s/'/\\\\'/g" "$tmp/answer.json") awk '
+    function put(s, k, v,    i) {
+      while ((i = index(s, k)) > 0) s = substr(s, 1, i - 1) v substr(s, i + length(k))
+      return s
+    }
+    { print put(put($0, "@PORT@", ENVIRON["NPORT"]), "@BODY@", ENVIRON["NBODY"]) }' \
+    bench/gateway/nginx.conf >"$tmp/nginx.conf"
+  nginx -c "$tmp/nginx.conf" -p "$tmp" -e "$tmp/error.log" 2>>"$tmp/nginx.log" &
+  nginx_pid=$!
+  for _ in $(seq 50); do
+    curl -s -o /dev/null "http://127.0.0.1:$nport/" && break
+    kill -0 "$nginx_pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  if curl -s -o "$tmp/nginx.json" "http://127.0.0.1:$nport/predict"; then
+    pids+=("$nginx_pid")
+    break
+  fi
+  kill "$nginx_pid" 2>/dev/null || true
+  wait "$nginx_pid" 2>/dev/null || true
+  nginx_pid=
+done
+[ -n "$nginx_pid" ] || { echo "nginx did not start" >&2; cat "$tmp/nginx.log" "$tmp/error.log" \
+  2>/dev/null >&2; exit 1; }
+ngx=http://127.0.0.1:$nport
+cmp -s "$tmp/answer.json" "$tmp/nginx.json" ||
+  { echo "nginx's body differs from the gateway's answer" >&2; exit 1; }
+mapfile -t nginx_workers < <(pgrep -P "$nginx_pid")
+
+echo "machine: $(nproc) cores, $(uname -m), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "model: $(grep -m1 -o 'registered credit-default[^ ]*' "$tmp/train.log" | cut -d' ' -f2)," \
+  "test AUC $(awk '$1 == "test_roc_auc" {print $2}' "$tmp/train.log")"
+echo "request: POST /predict, $(wc -c <"$body") bytes of JSON ($body);" \
+  "answer: $(wc -c <"$tmp/answer.json") bytes (nginx returns the same bytes)"
+echo "wrk: $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2), $(nginx -v 2>&1 | cut -d' ' -f3)," \
+  "$secs s a run, --latency, script $lua"
+echo "gateway memory when ready: $(mem_of $gw_pid)"
+
+out=$tmp/results
+hz=$(getconf CLK_TCK)
+# One run: wrk's result line with the target and connections, and the CPU time (user + system)
+# per request of the server side: the gateway's and the predictor's, or nginx's workers'.
+cpu_us() {
+  awk -v d="$1" -v hz="$hz" -v n="$2" 'BEGIN { printf "%.1f", n ? d * 1e6 / hz / n : 0 }'
+}
+run() {
+  local name=$1 url=$2 threads=$3 conns=$4 g0 p0 g1 p1 line n cpu
+  if [ "$name" = gateway ]; then g0=$(ticks_of "$gw_pid"); p0=$(ticks_of "$pred_pid")
+  else g0=$(ticks_of "${nginx_workers[@]}"); p0=0; fi
+  line=$(wrk -t"$threads" -c"$conns" -d"${secs}s" --latency -s "$lua" "$url/predict" |
+         grep '^result ' || true)
+  if [ "$name" = gateway ]; then g1=$(ticks_of "$gw_pid"); p1=$(ticks_of "$pred_pid")
+  else g1=$(ticks_of "${nginx_workers[@]}"); p1=0; fi
+  n=$(echo "$line" | sed -n 's/.*requests=\([0-9]*\).*/\1/p')
+  cpu="server_cpu_us_per_req=$(cpu_us $((g1 - g0 + p1 - p0)) "${n:-0}")"
+  if [ "$name" = gateway ]; then
+    cpu="$cpu gateway_cpu_us_per_req=$(cpu_us $((g1 - g0)) "${n:-0}")"
+    cpu="$cpu predictor_cpu_us_per_req=$(cpu_us $((p1 - p0)) "${n:-0}")"
+  fi
+  echo "target=$name connections=$conns ${line#result } $cpu" | tee -a "$out"
+}
+# Warm-up, untimed: the gateway's connections to the predictor, nginx's workers.
+wrk -t2 -c32 -d1s -s "$lua" "$gw/predict" >/dev/null
+wrk -t2 -c32 -d1s -s "$lua" "$ngx/predict" >/dev/null
+# Gateway and nginx alternate at each level, so a change in the host's load between them skews
+# the ratio less.
+run gateway "$gw" 1 1
+run nginx "$ngx" 1 1
+run gateway "$gw" 2 32
+run nginx "$ngx" 2 32
+echo "gateway memory at the end: $(mem_of $gw_pid)"
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+awk '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
+       r[f["target"], f["connections"]] = f["rps"]
+       e = f["errors_connect"] + f["errors_read"] + f["errors_write"] + f["errors_status"]
+       printf "%-8s %2d connections: %7d requests/s, p50 %6.0f us, p99 %6.0f us, errors %d, " \
+              "server CPU %.0f us a request\n", f["target"], f["connections"], f["rps"],
+              f["p50_us"], f["p99_us"], e + f["errors_timeout"], f["server_cpu_us_per_req"] }
+     END { for (c = 1; c <= 32; c *= 32)
+             if (r["nginx", c] > 0)
+               printf "gateway/nginx at %d connections: %.1f%% (%d / %d requests/s)\n", c,
+                      100 * r["gateway", c] / r["nginx", c], r["gateway", c], r["nginx", c] }' \
+  "$out"
