@@ -44,9 +44,8 @@ struct gw {
   rl_store *rl;              /* borrowed */
   rpc_channel *pred;         /* the predictors */
   gw_metrics *metrics;
-  pthread_mutex_t mu;        /* guards the model cache below */
-  uint8_t *info;             /* last GetModelInfoResponse (packed), NULL before the first */
-  size_t info_len;
+  pthread_mutex_t mu;        /* guards the model cache below (pointer and times only) */
+  struct gw_info *info;      /* the served model's description, NULL before the first */
   int64_t info_version;      /* the version it describes */
   int64_t info_at_ms;        /* when it was fetched */
   void *daemon;              /* struct MHD_Daemon */
@@ -65,6 +64,11 @@ struct gw_track {
   bool reading;              /* true until the request (headers and body) is complete */
   struct gw_track *prev, *next;
 };
+
+/* A served model's description (GetModelInfo), shared read-only by the requests using it:
+ * reference-counted, so a refresh never waits for them. gw_info_release drops a reference. */
+struct gw_info;
+void gw_info_release(struct gw_info *i);
 
 /* One HTTP request as the handlers see it. */
 struct gw_req {

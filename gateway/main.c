@@ -175,7 +175,7 @@ out:
   rpc_channel_free(g.pred);
   apikey_set_free(g.keys);
   gw_metrics_free(g.metrics);
-  cm_free(g.info);
+  gw_info_release(g.info);
   pthread_mutex_destroy(&g.mu);
   pthread_mutex_destroy(&g.track_mu);
   rpc_cleanup();

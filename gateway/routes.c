@@ -2,6 +2,7 @@
  * key limit, content type, JSON, validation against the served model's schema, one predictor
  * call with a deadline, the answer as JSON; the rest describe the model and the gateway. */
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -38,41 +39,76 @@ static void upstream_error(struct gw *g, struct gw_resp *r, int rc, const struct
   gw_resp_detail(r, status >= 400 ? status : 502, json_string(msg));
 }
 
-/* The served model's description, from the cache or the predictor. *info lives in a. */
-static int model_info(struct gw *g, bool fresh, cm_arena *a,
-                      Credito__V1__GetModelInfoResponse **info, struct cm_error *err)
+struct gw_info {
+  atomic_int refs;
+  Credito__V1__GetModelInfoResponse *msg; /* unpacked with protobuf-c's allocator, owned */
+};
+
+void gw_info_release(struct gw_info *i)
+{
+  if (i && atomic_fetch_sub(&i->refs, 1) == 1) {
+    credito__v1__get_model_info_response__free_unpacked(i->msg, NULL);
+    cm_free(i);
+  }
+}
+
+/* A standalone copy of m (its own allocation), with one reference; NULL when out of memory. */
+static struct gw_info *info_copy(const Credito__V1__GetModelInfoResponse *m)
+{
+  size_t len = credito__v1__get_model_info_response__get_packed_size(m);
+  uint8_t *packed = cm_malloc(len ? len : 1);
+  struct gw_info *i = packed ? cm_calloc(1, sizeof *i) : NULL;
+  if (i) {
+    credito__v1__get_model_info_response__pack(m, packed);
+    i->msg = credito__v1__get_model_info_response__unpack(NULL, len, packed);
+    atomic_init(&i->refs, 1);
+  }
+  cm_free(packed);
+  if (i && !i->msg) {
+    cm_free(i);
+    i = NULL;
+  }
+  return i;
+}
+
+/* The served model's description, from the cache (no copy: a reference) or the predictor.
+ * The caller releases *out with gw_info_release. */
+static int model_info(struct gw *g, bool fresh, struct gw_info **out, struct cm_error *err)
 {
   Credito__V1__GetModelInfoRequest req = CREDITO__V1__GET_MODEL_INFO_REQUEST__INIT;
-  uint8_t *packed;
-  size_t len;
+  Credito__V1__GetModelInfoResponse *m = NULL;
+  cm_arena *a;
   int rc;
 
   pthread_mutex_lock(&g->mu);
   if (!fresh && g->info && now_ms() - g->info_at_ms < INFO_MAX_AGE_MS) {
-    *info = credito__v1__get_model_info_response__unpack(cm_arena_allocator(a), g->info_len,
-                                                           g->info);
+    atomic_fetch_add(&g->info->refs, 1);
+    *out = g->info;
     pthread_mutex_unlock(&g->mu);
-    return *info ? 0 : cm_error_set(err, CM_E_NOMEM, "out of memory");
+    return 0;
   }
   pthread_mutex_unlock(&g->mu);
-  rc = rpc_unary(g->pred, "/credito.v1.Predictor/GetModelInfo", &req.base,
-                 &credito__v1__get_model_info_response__descriptor, g->cfg->upstream_timeout_ms,
-                 a, (ProtobufCMessage **)info, err);
+  a = cm_arena_new(0);
+  rc = a ? rpc_unary(g->pred, "/credito.v1.Predictor/GetModelInfo", &req.base,
+                     &credito__v1__get_model_info_response__descriptor,
+                     g->cfg->upstream_timeout_ms, a, (ProtobufCMessage **)&m, err)
+         : cm_error_set(err, CM_E_NOMEM, "out of memory");
+  *out = rc ? NULL : info_copy(m);
+  cm_arena_free(a);
   if (rc)
     return rc;
-  len = credito__v1__get_model_info_response__get_packed_size(*info);
-  packed = cm_malloc(len ? len : 1);
-  if (packed && (*info)->serving) {
-    credito__v1__get_model_info_response__pack(*info, packed);
+  if (!*out)
+    return cm_error_set(err, CM_E_NOMEM, "out of memory");
+  if ((*out)->msg->serving) {
+    struct gw_info *old;
+    atomic_fetch_add(&(*out)->refs, 1); /* the cache's */
     pthread_mutex_lock(&g->mu);
-    cm_free(g->info);
-    g->info = packed;
-    g->info_len = len;
-    g->info_version = (*info)->version;
+    old = g->info;
+    g->info = *out;
+    g->info_version = (*out)->msg->version;
     g->info_at_ms = now_ms();
     pthread_mutex_unlock(&g->mu);
-  } else {
-    cm_free(packed);
+    gw_info_release(old);
   }
   return 0;
 }
@@ -329,6 +365,7 @@ static void predict_batch(struct gw *g, const struct gw_req *req, struct gw_resp
 
 static void route_predict(struct gw *g, struct gw_req *req, struct gw_resp *r, bool batch)
 {
+  struct gw_info *gi = NULL;
   Credito__V1__GetModelInfoResponse *info = NULL;
   Credito__V1__Applicant **rows = NULL;
   cm_arena *a = NULL;
@@ -341,7 +378,8 @@ static void route_predict(struct gw *g, struct gw_req *req, struct gw_resp *r, b
     return;
   cm_error_clear(&err);
   a = cm_arena_new(0);
-  rc = a ? model_info(g, false, a, &info, &err) : cm_error_set(&err, CM_E_NOMEM, "no memory");
+  rc = a ? model_info(g, false, &gi, &err) : cm_error_set(&err, CM_E_NOMEM, "no memory");
+  info = gi ? gi->msg : NULL;
   if (rc)
     upstream_error(g, r, rc, &err);
   else if (!info->serving || !info->schema)
@@ -350,13 +388,14 @@ static void route_predict(struct gw *g, struct gw_req *req, struct gw_resp *r, b
     batch ? predict_batch(g, req, r, rows, n, a) : predict_one(g, req, r, rows[0], a);
   json_decref(doc);
   cm_arena_free(a);
+  gw_info_release(gi);
 }
 
 /* GET /v1/model: the served model's schema, metrics and identity, for forms and people. */
 static void route_model(struct gw *g, struct gw_req *req, struct gw_resp *r)
 {
   Credito__V1__GetModelInfoResponse *info = NULL;
-  cm_arena *a;
+  struct gw_info *gi = NULL;
   struct cm_error err;
   json_t *j;
   int rc;
@@ -364,8 +403,8 @@ static void route_model(struct gw *g, struct gw_req *req, struct gw_resp *r)
   if (!admit(g, req, r))
     return;
   cm_error_clear(&err);
-  a = cm_arena_new(0);
-  rc = a ? model_info(g, false, a, &info, &err) : cm_error_set(&err, CM_E_NOMEM, "no memory");
+  rc = model_info(g, false, &gi, &err);
+  info = gi ? gi->msg : NULL;
   if (rc) {
     upstream_error(g, r, rc, &err);
   } else if (!info->serving) {
@@ -375,19 +414,20 @@ static void route_model(struct gw *g, struct gw_req *req, struct gw_resp *r)
     r->status = j ? 200 : 500;
     r->json = j ? j : json_pack("{s:s}", "detail", err.msg);
   }
-  cm_arena_free(a);
+  gw_info_release(gi);
 }
 
 /* GET /readyz: a predictor answers and serves a model. */
 static void route_readyz(struct gw *g, struct gw_resp *r)
 {
   Credito__V1__GetModelInfoResponse *info = NULL;
-  cm_arena *a = cm_arena_new(0);
+  struct gw_info *gi = NULL;
   struct cm_error err;
   int rc;
 
   cm_error_clear(&err);
-  rc = a ? model_info(g, true, a, &info, &err) : CM_E_NOMEM;
+  rc = model_info(g, true, &gi, &err);
+  info = gi ? gi->msg : NULL;
   if (!rc && info->serving) {
     r->status = 200;
     r->json = json_pack("{s:s, s:s, s:I}", "status", "ready", "model", info->name, "version",
@@ -397,7 +437,7 @@ static void route_readyz(struct gw *g, struct gw_resp *r)
     r->json = json_pack("{s:s, s:s}", "status", "not ready", "detail",
                         rc ? err.msg : "the predictor serves no model yet");
   }
-  cm_arena_free(a);
+  gw_info_release(gi);
 }
 
 enum gw_route gw_route_request(struct gw *g, struct gw_req *req, struct gw_resp *r)
