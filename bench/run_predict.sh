@@ -60,10 +60,11 @@ cp data/raw/credit-g.arff "$tmp/"
 $ctl --registry "$reg" dataset push "$tmp/credit-g.arff" --name credit-g >/dev/null
 $ctl --registry "$reg" --trainer "$trn" train credit-g --alias champion >"$tmp/train.log" 2>&1 ||
   { cat "$tmp/train.log" >&2; exit 1; }
-# --max-message: a 10,000-row batch of German Credit applicants is about 5 MB, over the 4 MiB
-# default.
+# --max-message and --max-batch: a 10,000-row batch of German Credit applicants is about 5 MB,
+# over the 4 MiB and 5,000-row defaults.
 $b/services/predictor/credito-predictor --listen 127.0.0.1:0 --registry "$reg" \
   --model credit-default@champion --cache-dir "$tmp/cache" --max-message 67108864 \
+  --max-batch 10000 \
   --log-level warn 2>"$tmp/predictor.log" &
 pred_pid=$!
 pids+=($pred_pid)
