@@ -1,12 +1,10 @@
 /* ratelimit: slowapi's limit strings and the limits library's fixed window, counted in a
- * bounded in-memory table (one mutex, least-recently-used eviction) or in Redis with one Lua
- * script per hit, so that several gateways share their counters. */
-#include "ratelimit.h"
+ * bounded in-memory table (ratelimit_mem.c) or in Redis with one Lua script per hit
+ * (ratelimit_redis.c); this file parses limits and store URLs and fronts both stores. */
+#include "ratelimit_int.h"
 
 #include "err.h"
 #include "mem.h"
-
-#include <hiredis.h>
 
 #include <ctype.h>
 #include <inttypes.h>
@@ -17,12 +15,6 @@
 #include <sys/time.h>
 #include <time.h>
 
-/* A counter's key: scope, then "/amount/multiples/unit" as the limits library builds it. */
-#define RL_KEY_MAX       (RL_SCOPE_MAX + 48)
-#define REDIS_PREFIX     "credito:rl:"
-#define REDIS_PREFIX_LEN (sizeof REDIS_PREFIX - 1)
-/* Expired counters a memory store frees per hit, oldest first. */
-#define MEM_RECLAIM 8
 /* Longest part of a limit string quoted in an error message. */
 #define QUOTE_MAX 60
 
@@ -222,7 +214,7 @@ static int hit_args_check(const char *scope, const struct rl_limit *limits, size
 /* Writes prefix, scope and "/amount/multiples/unit" into buf (size bytes); returns the length.
  * hit_args_check bounds the scope and the numbers, so RL_KEY_MAX bytes past the prefix always
  * hold the key. */
-static size_t key_build(char *buf, size_t size, const char *prefix, const char *scope,
+size_t rl_key_build(char *buf, size_t size, const char *prefix, const char *scope,
                         const struct rl_limit *l)
 {
   int len = snprintf(buf, size, "%s%s/%" PRId64 "/%" PRId64 "/%s", prefix, scope, l->amount,
@@ -238,7 +230,7 @@ int64_t rl_now_ms(void)
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int64_t mono_ms(void)
+int64_t rl_mono_ms(void)
 {
   struct timespec ts;
 
@@ -246,11 +238,6 @@ static int64_t mono_ms(void)
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* A counter after a hit. */
-struct hit {
-  int64_t count;  /* hits in the window, this one included */
-  int64_t end_ms; /* the window's end, Unix ms */
-};
 
 /* x / 1000 rounded up, for x >= 0. */
 static int64_t ms_to_s_up(int64_t x)
@@ -282,450 +269,6 @@ static void result_fill(const struct rl_limit *limits, size_t n, const struct hi
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* Memory store: a chained hash table sized for its cap, with a least-recently-used list      */
-
-/* One counter. */
-struct mem_entry {
-  struct mem_entry *chain;         /* next in the bucket */
-  struct mem_entry *newer, *older; /* neighbours in the use order */
-  uint64_t hash;                   /* of key */
-  int64_t count;                   /* hits in the window */
-  int64_t end_ms;                  /* the window's end: count is stale once now >= end_ms */
-  size_t klen;                     /* bytes of key */
-  char key[];                      /* scope/amount/multiples/unit, not terminated */
-};
-
-struct mem_table {
-  pthread_mutex_t lock;       /* guards all below, and every entry */
-  struct mem_entry **buckets; /* mask + 1 chains */
-  size_t mask;                /* bucket count - 1, a power of two */
-  size_t size;                /* entries held */
-  size_t max;                 /* the cap on size */
-  struct mem_entry *newest;   /* most recently used */
-  struct mem_entry *oldest;   /* least recently used: evicted first */
-};
-
-/* FNV-1a, 64 bits. */
-static uint64_t key_hash(const char *key, size_t len)
-{
-  uint64_t h = 14695981039346656037ULL;
-  size_t i;
-
-  for (i = 0; i < len; i++) {
-    h ^= (unsigned char)key[i];
-    h *= 1099511628211ULL;
-  }
-  return h;
-}
-
-static void lru_unlink(struct mem_table *t, struct mem_entry *e)
-{
-  if (e->newer)
-    e->newer->older = e->older;
-  else
-    t->newest = e->older;
-  if (e->older)
-    e->older->newer = e->newer;
-  else
-    t->oldest = e->newer;
-}
-
-static void lru_push(struct mem_table *t, struct mem_entry *e)
-{
-  e->newer = NULL;
-  e->older = t->newest;
-  if (t->newest)
-    t->newest->newer = e;
-  t->newest = e;
-  if (!t->oldest)
-    t->oldest = e;
-}
-
-/* Unlinks e from its bucket and the use order, and frees it. */
-static void mem_remove(struct mem_table *t, struct mem_entry *e)
-{
-  struct mem_entry **pp = &t->buckets[e->hash & t->mask];
-
-  while (*pp != e)
-    pp = &(*pp)->chain;
-  *pp = e->chain;
-  lru_unlink(t, e);
-  cm_free(e);
-  t->size--;
-}
-
-/* Frees up to MEM_RECLAIM expired counters from the old end, so that idle clients' counters
- * go away without waiting for the cap. */
-static void mem_reclaim(struct mem_table *t, int64_t now_ms)
-{
-  int i;
-
-  for (i = 0; i < MEM_RECLAIM && t->oldest && t->oldest->end_ms <= now_ms; i++)
-    mem_remove(t, t->oldest);
-}
-
-/* The counter for key, found or added (at the cap, after evicting the least recently used),
- * now the most recently used. NULL if it cannot be allocated. */
-static struct mem_entry *mem_get(struct mem_table *t, const char *key, size_t klen)
-{
-  uint64_t h = key_hash(key, klen);
-  struct mem_entry *e = t->buckets[h & t->mask];
-
-  while (e && !(e->hash == h && e->klen == klen && memcmp(e->key, key, klen) == 0))
-    e = e->chain;
-  if (e) {
-    lru_unlink(t, e);
-    lru_push(t, e);
-    return e;
-  }
-  e = cm_malloc(sizeof *e + klen);
-  if (!e)
-    return NULL;
-  if (t->size == t->max)
-    mem_remove(t, t->oldest);
-  e->hash = h;
-  e->count = 0;
-  e->end_ms = 0;
-  e->klen = klen;
-  memcpy(e->key, key, klen);
-  e->chain = t->buckets[h & t->mask];
-  t->buckets[h & t->mask] = e;
-  lru_push(t, e);
-  t->size++;
-  return e;
-}
-
-/* Finds or adds every counter first, so that a failed allocation leaves all counts as they
- * were; then hits them in turn up to the first one over its amount. The table's lock is held
- * throughout, which makes the call atomic. The counters just used sit at the new end of the
- * use order and the cap is at least RL_LIMITS_MAX, so adding one never evicts another. */
-static int mem_hit(struct mem_table *t, const char *scope, const struct rl_limit *limits, size_t n,
-                   int64_t now_ms, struct hit *hits, size_t *nhit, struct cm_error *err)
-{
-  struct mem_entry *e[RL_LIMITS_MAX];
-  char key[RL_KEY_MAX];
-  size_t i;
-  int rc = 0;
-
-  pthread_mutex_lock(&t->lock);
-  mem_reclaim(t, now_ms);
-  for (i = 0; i < n; i++) {
-    e[i] = mem_get(t, key, key_build(key, sizeof key, "", scope, &limits[i]));
-    if (!e[i]) {
-      rc = cm_error_set(err, CM_E_NOMEM, "rate limit: no memory for a counter");
-      goto out;
-    }
-  }
-  for (i = 0; i < n; i++) {
-    if (e[i]->end_ms <= now_ms)
-      e[i]->count = 0;
-    if (e[i]->count++ == 0)
-      e[i]->end_ms = now_ms + rl_limit_window_s(&limits[i]) * 1000;
-    hits[i].count = e[i]->count;
-    hits[i].end_ms = e[i]->end_ms;
-    *nhit = i + 1;
-    if (e[i]->count > limits[i].amount)
-      break;
-  }
-out:
-  pthread_mutex_unlock(&t->lock);
-  return rc;
-}
-
-static int mem_init(struct mem_table *t, size_t max, struct cm_error *err)
-{
-  size_t nb = 1;
-
-  while (nb < max)
-    nb *= 2;
-  t->buckets = cm_calloc(nb, sizeof *t->buckets);
-  if (!t->buckets)
-    return cm_error_set(err, CM_E_NOMEM, "rate limit: no memory for %zu buckets", nb);
-  pthread_mutex_init(&t->lock, NULL);
-  t->mask = nb - 1;
-  t->size = 0;
-  t->max = max;
-  t->newest = t->oldest = NULL;
-  return 0;
-}
-
-static void mem_cleanup(struct mem_table *t)
-{
-  while (t->oldest)
-    mem_remove(t, t->oldest);
-  cm_free(t->buckets);
-  pthread_mutex_destroy(&t->lock);
-}
-
-/* ------------------------------------------------------------------------------------------ */
-/* Redis store: one connection behind a mutex, one EVALSHA per hit                            */
-
-/* KEYS[i] is a counter, ARGV[2i-1] its amount and ARGV[2i] its window in ms. Hits the counters
- * in turn, stops after the first over its amount and returns count and PTTL of each one hit.
- * A counter without a time to live (a fresh one, or one left by a failed write) gets one. */
-static const char hit_script[] = "local out = {}\n"
-                                 "for i = 1, #KEYS do\n"
-                                 "  local count = redis.call('INCR', KEYS[i])\n"
-                                 "  local ttl = redis.call('PTTL', KEYS[i])\n"
-                                 "  if ttl < 0 then\n"
-                                 "    redis.call('PEXPIRE', KEYS[i], ARGV[2 * i])\n"
-                                 "    ttl = tonumber(ARGV[2 * i])\n"
-                                 "  end\n"
-                                 "  out[2 * i - 1] = count\n"
-                                 "  out[2 * i] = ttl\n"
-                                 "  if count > tonumber(ARGV[2 * i - 1]) then break end\n"
-                                 "end\n"
-                                 "return out\n";
-
-struct redis_conn {
-  pthread_mutex_t lock; /* guards ctx, sha and retry_ms */
-  redisContext *ctx;    /* NULL while disconnected */
-  char sha[41];         /* SHA1 of hit_script as the server reported it */
-  int64_t retry_ms;     /* monotonic ms before which no connect is tried */
-  char *host;           /* from the URL */
-  char *user;           /* NULL for none */
-  char *password;       /* NULL for none */
-  int port;             /* TCP port */
-  int db;               /* SELECTed after connecting unless 0 */
-  int timeout_ms;       /* connect and command time-out */
-};
-
-static void redis_drop(struct redis_conn *r)
-{
-  redisFree(r->ctx);
-  r->ctx = NULL;
-}
-
-/* Sends one command on the open connection. Returns the reply, error replies included, which
- * the caller frees with freeReplyObject; or NULL with err set and the connection dropped. */
-static redisReply *redis_call(struct redis_conn *r, int argc, const char **argv, const size_t *lens,
-                              struct cm_error *err)
-{
-  redisReply *reply = redisCommandArgv(r->ctx, argc, argv, lens);
-
-  if (!reply) {
-    cm_error_set(err, CM_E_UNAVAILABLE, "redis %s:%d: %s", r->host, r->port,
-                 r->ctx->err ? r->ctx->errstr : "no reply");
-    redis_drop(r);
-  }
-  return reply;
-}
-
-/* Checks that reply (taken: freed here on failure) has the type wanted. */
-static int redis_expect(struct redis_conn *r, redisReply *reply, int type, struct cm_error *err)
-{
-  if (reply->type == type)
-    return 0;
-  cm_error_set(err, CM_E_UNAVAILABLE, "redis %s:%d: %s", r->host, r->port,
-               reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
-  freeReplyObject(reply);
-  return CM_E_UNAVAILABLE;
-}
-
-/* Sends a command whose reply only needs the right type. */
-static int redis_simple(struct redis_conn *r, int argc, const char **argv, int type,
-                        struct cm_error *err)
-{
-  redisReply *reply = redis_call(r, argc, argv, NULL, err);
-  int rc;
-
-  if (!reply)
-    return CM_E_UNAVAILABLE;
-  rc = redis_expect(r, reply, type, err);
-  if (rc == 0)
-    freeReplyObject(reply);
-  return rc;
-}
-
-/* Loads hit_script and keeps its SHA1. */
-static int redis_load(struct redis_conn *r, struct cm_error *err)
-{
-  const char *argv[] = {"SCRIPT", "LOAD", hit_script};
-  redisReply *reply = redis_call(r, 3, argv, NULL, err);
-  int rc;
-
-  if (!reply)
-    return CM_E_UNAVAILABLE;
-  rc = redis_expect(r, reply, REDIS_REPLY_STRING, err);
-  if (rc)
-    return rc;
-  snprintf(r->sha, sizeof r->sha, "%s", reply->str);
-  freeReplyObject(reply);
-  return 0;
-}
-
-/* AUTH, SELECT and SCRIPT LOAD on a fresh connection. */
-static int redis_setup(struct redis_conn *r, struct cm_error *err)
-{
-  /* AUTH PASSWORD, or AUTH USER PASSWORD for Redis 6 ACL users. */
-  const char *auth[] = {"AUTH", r->user ? r->user : r->password, r->password};
-  char db[16];
-  const char *select[] = {"SELECT", db};
-  int rc = 0;
-
-  if (r->password)
-    rc = redis_simple(r, r->user ? 3 : 2, auth, REDIS_REPLY_STATUS, err);
-  if (rc == 0 && r->db) {
-    snprintf(db, sizeof db, "%d", r->db);
-    rc = redis_simple(r, 2, select, REDIS_REPLY_STATUS, err);
-  }
-  if (rc == 0)
-    rc = redis_load(r, err);
-  return rc;
-}
-
-/* Opens the connection if there is none, unless a connect failed less than RL_REDIS_RETRY_MS
- * ago. Called with the lock held. */
-static int redis_ensure(struct redis_conn *r, struct cm_error *err)
-{
-  struct timeval tv = {r->timeout_ms / 1000, (r->timeout_ms % 1000) * 1000};
-  int64_t now = mono_ms();
-  int rc = 0;
-
-  if (r->ctx)
-    goto out;
-  if (now < r->retry_ms) {
-    rc = cm_error_set(err, CM_E_UNAVAILABLE, "redis %s:%d: down, next try in %" PRId64 " ms",
-                      r->host, r->port, r->retry_ms - now);
-    goto out;
-  }
-  r->ctx = redisConnectWithTimeout(r->host, r->port, tv);
-  if (!r->ctx || r->ctx->err || redisSetTimeout(r->ctx, tv) != REDIS_OK) {
-    rc = cm_error_set(err, CM_E_UNAVAILABLE, "redis %s:%d: %s", r->host, r->port,
-                      r->ctx ? r->ctx->errstr : "cannot connect");
-    redis_drop(r);
-  } else {
-    rc = redis_setup(r, err);
-    if (rc && r->ctx)
-      redis_drop(r);
-  }
-  if (rc)
-    r->retry_ms = now + RL_REDIS_RETRY_MS;
-out:
-  return rc;
-}
-
-/* The EVALSHA command of one hit; its strings live in the caller's key and num buffers. */
-struct redis_eval {
-  const char *argv[3 + 3 * RL_LIMITS_MAX]; /* EVALSHA sha numkeys keys... argv... */
-  size_t lens[3 + 3 * RL_LIMITS_MAX];      /* their lengths */
-  int argc;                                /* arguments used */
-  char keys[RL_LIMITS_MAX][RL_KEY_MAX + REDIS_PREFIX_LEN];
-  char nums[2 * RL_LIMITS_MAX + 1][24]; /* numkeys, then amount and window of each limit */
-};
-
-static void redis_eval_build(struct redis_eval *ev, const char *sha, const char *scope,
-                             const struct rl_limit *limits, size_t n)
-{
-  size_t i, a = 0;
-
-  ev->argv[a] = "EVALSHA";
-  ev->lens[a++] = 7;
-  ev->argv[a] = sha;
-  ev->lens[a++] = strlen(sha);
-  ev->lens[a] = (size_t)snprintf(ev->nums[0], sizeof ev->nums[0], "%zu", n);
-  ev->argv[a++] = ev->nums[0];
-  for (i = 0; i < n; i++) {
-    ev->lens[a] = key_build(ev->keys[i], sizeof ev->keys[i], REDIS_PREFIX, scope, &limits[i]);
-    ev->argv[a++] = ev->keys[i];
-  }
-  for (i = 0; i < n; i++) {
-    ev->lens[a] =
-        (size_t)snprintf(ev->nums[1 + 2 * i], sizeof ev->nums[0], "%" PRId64, limits[i].amount);
-    ev->argv[a++] = ev->nums[1 + 2 * i];
-    ev->lens[a] = (size_t)snprintf(ev->nums[2 + 2 * i], sizeof ev->nums[0], "%" PRId64,
-                                   rl_limit_window_s(&limits[i]) * 1000);
-    ev->argv[a++] = ev->nums[2 + 2 * i];
-  }
-  ev->argc = (int)a;
-}
-
-/* Turns the script's reply (taken) into hits. */
-static int redis_hits(struct redis_conn *r, redisReply *reply, size_t n, int64_t now_ms,
-                      struct hit *hits, size_t *nhit, struct cm_error *err)
-{
-  size_t i;
-  int rc = redis_expect(r, reply, REDIS_REPLY_ARRAY, err);
-
-  if (rc)
-    return rc;
-  if (reply->elements == 0 || reply->elements % 2 || reply->elements > 2 * n)
-    rc = cm_error_set(err, CM_E_UNAVAILABLE, "redis %s:%d: %zu numbers from the script", r->host,
-                      r->port, reply->elements);
-  for (i = 0; rc == 0 && i < reply->elements; i++) {
-    if (reply->element[i]->type != REDIS_REPLY_INTEGER)
-      rc = cm_error_set(err, CM_E_UNAVAILABLE, "redis %s:%d: the script returned a non-number",
-                        r->host, r->port);
-  }
-  for (i = 0; rc == 0 && i < reply->elements / 2; i++) {
-    hits[i].count = reply->element[2 * i]->integer;
-    hits[i].end_ms = now_ms + reply->element[2 * i + 1]->integer;
-  }
-  if (rc == 0)
-    *nhit = reply->elements / 2;
-  freeReplyObject(reply);
-  return rc;
-}
-
-/* True if reply is Redis's "NOSCRIPT" error: the server lost the script (SCRIPT FLUSH). */
-static bool reply_noscript(const redisReply *reply)
-{
-  return reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOSCRIPT", 8) == 0;
-}
-
-/* Runs the script for the hit, reloading it once if the server lost it. */
-static int redis_hit(struct redis_conn *r, const char *scope, const struct rl_limit *limits,
-                     size_t n, int64_t now_ms, struct hit *hits, size_t *nhit, struct cm_error *err)
-{
-  struct redis_eval ev;
-  redisReply *reply = NULL;
-  int rc;
-
-  pthread_mutex_lock(&r->lock);
-  rc = redis_ensure(r, err);
-  if (rc)
-    goto out;
-  redis_eval_build(&ev, r->sha, scope, limits, n);
-  reply = redis_call(r, ev.argc, ev.argv, ev.lens, err);
-  if (reply && reply_noscript(reply)) {
-    freeReplyObject(reply);
-    reply = NULL;
-    rc = redis_load(r, err);
-    if (rc)
-      goto out;
-    ev.argv[1] = r->sha;
-    reply = redis_call(r, ev.argc, ev.argv, ev.lens, err);
-  }
-  rc = reply ? redis_hits(r, reply, n, now_ms, hits, nhit, err) : CM_E_UNAVAILABLE;
-out:
-  pthread_mutex_unlock(&r->lock);
-  return rc;
-}
-
-static int redis_check(struct redis_conn *r, struct cm_error *err)
-{
-  const char *argv[] = {"PING"};
-  int rc;
-
-  pthread_mutex_lock(&r->lock);
-  rc = redis_ensure(r, err);
-  if (rc == 0)
-    rc = redis_simple(r, 1, argv, REDIS_REPLY_STATUS, err);
-  pthread_mutex_unlock(&r->lock);
-  return rc;
-}
-
-static void redis_cleanup(struct redis_conn *r)
-{
-  if (r->ctx)
-    redisFree(r->ctx);
-  cm_free(r->host);
-  cm_free(r->user);
-  cm_free(r->password);
-  pthread_mutex_destroy(&r->lock);
-}
-
-/* ------------------------------------------------------------------------------------------ */
 /* URLs and the store                                                                          */
 
 enum rl_kind { RL_KIND_MEMORY, RL_KIND_REDIS };
@@ -737,7 +280,7 @@ struct rl_store {
 };
 
 /* Parses the len bytes at s as a decimal in min..max. */
-static bool int_parse(const char *s, size_t len, long min, long max, long *out)
+bool rl_int_parse(const char *s, size_t len, long min, long max, long *out)
 {
   struct cursor c = {s, s + len};
   int64_t v;
@@ -750,7 +293,7 @@ static bool int_parse(const char *s, size_t len, long min, long max, long *out)
 
 /* Parses the query q (NULL or "" for none) of a scheme's URL: nothing, or "name=N" with N in
  * min..max. Messages never quote a URL, which may hold a password. */
-static int query_parse(const char *scheme, const char *q, const char *name, long min, long max,
+int rl_query_parse(const char *scheme, const char *q, const char *name, long min, long max,
                        long *out, struct cm_error *err)
 {
   size_t nl = strlen(name);
@@ -758,7 +301,7 @@ static int query_parse(const char *scheme, const char *q, const char *name, long
   if (!q || !*q)
     return 0;
   if (strncmp(q, name, nl) == 0 && q[nl] == '=' &&
-      int_parse(q + nl + 1, strlen(q + nl + 1), min, max, out))
+      rl_int_parse(q + nl + 1, strlen(q + nl + 1), min, max, out))
     return 0;
   return cm_error_set(err, CM_E_INVALID, "rate limit store: the only option of %s is %s=%ld..%ld",
                       scheme, name, min, max);
@@ -772,95 +315,10 @@ static int memory_open(rl_store *s, const char *url, struct cm_error *err)
 
   if (q && *q && *q != '?')
     return cm_error_set(err, CM_E_INVALID, "rate limit store: memory:// takes no path");
-  rc = query_parse("memory://", q ? q + (*q == '?') : NULL, "max_entries", RL_LIMITS_MAX, 1L << 24,
+  rc = rl_query_parse("memory://", q ? q + (*q == '?') : NULL, "max_entries", RL_LIMITS_MAX, 1L << 24,
                    &max, err);
   if (rc == 0)
-    rc = mem_init(&s->mem, (size_t)max, err);
-  return rc;
-}
-
-/* Splits "[USER]:PASSWORD" of [p, end) into r->user (NULL if empty) and r->password. */
-static int userinfo_parse(struct redis_conn *r, const char *p, const char *end,
-                          struct cm_error *err)
-{
-  const char *colon = memchr(p, ':', (size_t)(end - p));
-
-  if (!colon)
-    return cm_error_set(err, CM_E_INVALID, "rate limit store: redis:// wants [USER]:PASSWORD@");
-  if (colon > p) {
-    r->user = cm_strndup(p, (size_t)(colon - p));
-    if (!r->user)
-      return cm_error_set(err, CM_E_NOMEM, NULL);
-  }
-  r->password = cm_strndup(colon + 1, (size_t)(end - colon - 1));
-  return r->password ? 0 : cm_error_set(err, CM_E_NOMEM, NULL);
-}
-
-/* Parses "HOST[:PORT]" or "[V6]:PORT" of [p, end) into r->host and r->port. */
-static int hostport_parse(struct redis_conn *r, const char *p, const char *end,
-                          struct cm_error *err)
-{
-  const char *hend = p < end && *p == '[' ? memchr(p, ']', (size_t)(end - p)) : NULL;
-  const char *colon;
-  long port = 6379;
-
-  if (*p == '[' && !hend)
-    return cm_error_set(err, CM_E_INVALID, "rate limit store: unclosed '[' in the redis host");
-  colon = hend ? (hend + 1 < end && hend[1] == ':' ? hend + 1 : NULL)
-               : memchr(p, ':', (size_t)(end - p));
-  if (hend && !colon && hend + 1 != end)
-    return cm_error_set(err, CM_E_INVALID, "rate limit store: text after the redis host");
-  if (colon && !int_parse(colon + 1, (size_t)(end - colon - 1), 1, 65535, &port))
-    return cm_error_set(err, CM_E_INVALID, "rate limit store: redis port not 1..65535");
-  r->port = (int)port;
-  if (hend)
-    p++;
-  end = hend ? hend : colon ? colon : end;
-  if (end == p)
-    return cm_error_set(err, CM_E_INVALID, "rate limit store: redis:// needs a host");
-  r->host = cm_strndup(p, (size_t)(end - p));
-  return r->host ? 0 : cm_error_set(err, CM_E_NOMEM, NULL);
-}
-
-/* Parses "redis://[[USER]:PASSWORD@]HOST[:PORT][/DB][?timeout_ms=N]" into r. */
-static int redis_url_parse(struct redis_conn *r, const char *url, struct cm_error *err)
-{
-  const char *p = url + strlen("redis://");
-  const char *q = strchr(p, '?');
-  const char *end = q ? q : p + strlen(p);
-  const char *slash = memchr(p, '/', (size_t)(end - p));
-  const char *auth_end = slash ? slash : end;
-  const char *at = NULL;
-  const char *s;
-  long db = 0, timeout = RL_REDIS_TIMEOUT_MS;
-  int rc = 0;
-
-  for (s = p; s < auth_end; s++)
-    at = *s == '@' ? s : at;
-  if (at)
-    rc = userinfo_parse(r, p, at, err);
-  if (rc == 0)
-    rc = hostport_parse(r, at ? at + 1 : p, auth_end, err);
-  if (rc == 0 && slash && slash + 1 < end &&
-      !int_parse(slash + 1, (size_t)(end - slash - 1), 0, 1 << 20, &db))
-    rc = cm_error_set(err, CM_E_INVALID, "rate limit store: redis DB not a number");
-  if (rc == 0)
-    rc = query_parse("redis://", q ? q + 1 : NULL, "timeout_ms", 1, 600000, &timeout, err);
-  r->db = (int)db;
-  r->timeout_ms = (int)timeout;
-  return rc;
-}
-
-static int redis_open(rl_store *s, const char *url, struct cm_error *err)
-{
-  struct redis_conn *r = &s->redis;
-  int rc;
-
-  memset(r, 0, sizeof *r);
-  pthread_mutex_init(&r->lock, NULL);
-  rc = redis_url_parse(r, url, err);
-  if (rc)
-    redis_cleanup(r);
+    rc = rl_mem_init(&s->mem, (size_t)max, err);
   return rc;
 }
 
@@ -878,7 +336,7 @@ rl_store *rl_store_new(const char *url, struct cm_error *err)
     rc = memory_open(s, url, err);
   } else if (strncmp(url, "redis://", 8) == 0) {
     s->kind = RL_KIND_REDIS;
-    rc = redis_open(s, url, err);
+    rc = rl_redis_open(&s->redis, url, err);
   } else {
     rc = cm_error_set(err, CM_E_INVALID, "rate limit store: scheme '%.*s' is not memory or redis",
                       (int)strcspn(url, ":/@?"), url);
@@ -895,9 +353,9 @@ void rl_store_free(rl_store *s)
   if (!s)
     return;
   if (s->kind == RL_KIND_MEMORY)
-    mem_cleanup(&s->mem);
+    rl_mem_cleanup(&s->mem);
   else
-    redis_cleanup(&s->redis);
+    rl_redis_cleanup(&s->redis);
   cm_free(s);
 }
 
@@ -915,7 +373,7 @@ size_t rl_store_size(rl_store *s)
 
 int rl_store_check(rl_store *s, struct cm_error *err)
 {
-  return s->kind == RL_KIND_MEMORY ? 0 : redis_check(&s->redis, err);
+  return s->kind == RL_KIND_MEMORY ? 0 : rl_redis_check(&s->redis, err);
 }
 
 int rl_hit(rl_store *s, const char *scope, const struct rl_limit *limits, size_t n, int64_t now_ms,
@@ -929,9 +387,9 @@ int rl_hit(rl_store *s, const char *scope, const struct rl_limit *limits, size_t
   if (rc)
     goto out;
   if (s->kind == RL_KIND_MEMORY)
-    rc = mem_hit(&s->mem, scope, limits, n, now_ms, hits, &nhit, err);
+    rc = rl_mem_hit(&s->mem, scope, limits, n, now_ms, hits, &nhit, err);
   else
-    rc = redis_hit(&s->redis, scope, limits, n, now_ms, hits, &nhit, err);
+    rc = rl_redis_hit(&s->redis, scope, limits, n, now_ms, hits, &nhit, err);
   if (rc)
     goto out;
   result_fill(limits, n, hits, nhit, now_ms, out);
