@@ -33,3 +33,27 @@ mem_of() {
        END { printf "VmRSS %.1f MB (anon %.1f, file %.1f), VmHWM %.1f MB", v["VmRSS"],
              v["RssAnon"], v["RssFile"], v["VmHWM"] }' "/proc/$1/status"
 }
+
+# Starts a registry (file store in $tmp) and a trainer from the build tree $b, pushes German
+# Credit and trains credit-default with the champion alias. Sets reg and trn (addresses), bench
+# (predict_bench, which waits for health) and ctl (creditoctl).
+# shellcheck disable=SC2154  # b is set by the sourcing script
+train_champion() {
+  bench=$b/bench/predict_bench
+  ctl=$b/services/ctl/creditoctl
+  "$b/services/registry/credito-registry" --listen 127.0.0.1:0 --store "file://$tmp/store" \
+    --log-level warn 2>"$tmp/registry.log" &
+  pids+=($!)
+  reg=127.0.0.1:$(port_of $!)
+  "$bench" "$reg" --wait-ready 30
+  "$b/services/trainer/credito-trainer" --listen 127.0.0.1:0 --registry "$reg" --log-level warn \
+    2>"$tmp/trainer.log" &
+  pids+=($!)
+  trn=127.0.0.1:$(port_of $!)
+  "$bench" "$trn" --wait-ready 30
+  # A copy, so dataset push writes its .dvc pointer into the temporary folder, not data/raw/.
+  cp data/raw/credit-g.arff "$tmp/"
+  "$ctl" --registry "$reg" dataset push "$tmp/credit-g.arff" --name credit-g >/dev/null
+  "$ctl" --registry "$reg" --trainer "$trn" train credit-g --alias champion >"$tmp/train.log" \
+    2>&1 || { cat "$tmp/train.log" >&2; exit 1; }
+}

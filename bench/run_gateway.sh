@@ -28,23 +28,7 @@ ticks_of() {
   echo "$t"
 }
 
-bench=$b/bench/predict_bench
-ctl=$b/services/ctl/creditoctl
-$b/services/registry/credito-registry --listen 127.0.0.1:0 --store "file://$tmp/store" \
-  --log-level warn 2>"$tmp/registry.log" &
-pids+=($!)
-reg=127.0.0.1:$(port_of $!)
-$bench "$reg" --wait-ready 30
-$b/services/trainer/credito-trainer --listen 127.0.0.1:0 --registry "$reg" --log-level warn \
-  2>"$tmp/trainer.log" &
-pids+=($!)
-trn=127.0.0.1:$(port_of $!)
-$bench "$trn" --wait-ready 30
-# A copy, so dataset push writes its .dvc pointer into the temporary folder, not data/raw/.
-cp data/raw/credit-g.arff "$tmp/"
-$ctl --registry "$reg" dataset push "$tmp/credit-g.arff" --name credit-g >/dev/null
-$ctl --registry "$reg" --trainer "$trn" train credit-g --alias champion >"$tmp/train.log" 2>&1 ||
-  { cat "$tmp/train.log" >&2; exit 1; }
+train_champion
 $b/services/predictor/credito-predictor --listen 127.0.0.1:0 --registry "$reg" \
   --model credit-default@champion --cache-dir "$tmp/cache" --log-level warn \
   2>"$tmp/predictor.log" &

@@ -14,23 +14,7 @@ make -C "$b" -j"$(nproc)" credito-registry credito-trainer credito-predictor cre
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 
-bench=$b/bench/predict_bench
-ctl=$b/services/ctl/creditoctl
-$b/services/registry/credito-registry --listen 127.0.0.1:0 --store "file://$tmp/store" \
-  --log-level warn 2>"$tmp/registry.log" &
-pids+=($!)
-reg=127.0.0.1:$(port_of $!)
-$bench "$reg" --wait-ready 30
-$b/services/trainer/credito-trainer --listen 127.0.0.1:0 --registry "$reg" --log-level warn \
-  2>"$tmp/trainer.log" &
-pids+=($!)
-trn=127.0.0.1:$(port_of $!)
-$bench "$trn" --wait-ready 30
-# A copy, so dataset push writes its .dvc pointer into the temporary folder, not data/raw/.
-cp data/raw/credit-g.arff "$tmp/"
-$ctl --registry "$reg" dataset push "$tmp/credit-g.arff" --name credit-g >/dev/null
-$ctl --registry "$reg" --trainer "$trn" train credit-g --alias champion >"$tmp/train.log" 2>&1 ||
-  { cat "$tmp/train.log" >&2; exit 1; }
+train_champion
 # --max-message and --max-batch: a 10,000-row batch of German Credit applicants is about 5 MB,
 # over the 4 MiB and 5,000-row defaults.
 $b/services/predictor/credito-predictor --listen 127.0.0.1:0 --registry "$reg" \
