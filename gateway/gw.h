@@ -4,6 +4,7 @@
 #define CREDITO_GW_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -55,6 +56,7 @@ struct gw {
   pthread_t watchdog;        /* closes connections too slow to send a request */
   bool watchdog_on;
   bool stopping;             /* guarded by track_mu */
+  atomic_ullong next_request; /* counter in generated request ids */
 };
 
 /* One open connection as the watchdog sees it. */

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <sys/socket.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,9 +82,8 @@ static enum MHD_Result xff_add(void *cls, enum MHD_ValueKind kind, const char *k
 }
 
 /* The request id: the client's X-Request-ID if it is short and plain, else a new one. */
-static void request_id(struct MHD_Connection *c, char out[40])
+static void request_id(struct gw *g, struct MHD_Connection *c, char out[40])
 {
-  static _Atomic unsigned long long counter;
   const char *given = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-ID");
   bool ok = given && given[0] && strlen(given) < 40;
   for (const char *p = given; ok && *p; p++)
@@ -96,7 +96,8 @@ static void request_id(struct MHD_Connection *c, char out[40])
   struct timespec t;
   clock_gettime(CLOCK_REALTIME, &t);
   snprintf(out, 40, "gw-%llx-%llx", (unsigned long long)t.tv_sec * 1000000ull +
-           (unsigned long long)t.tv_nsec / 1000u, ++counter);
+           (unsigned long long)t.tv_nsec / 1000u,
+           (unsigned long long)atomic_fetch_add(&g->next_request, 1) + 1);
 }
 
 /* Fills req from the connection. */
@@ -126,7 +127,7 @@ static void req_fill(struct gw *g, struct MHD_Connection *c, struct conn *st, co
   if (!ci || clientip_resolve(&g->cfg->trusted, ci->client_addr, x.len ? x.buf : NULL,
                               req->client_ip))
     snprintf(req->client_ip, sizeof req->client_ip, "unknown");
-  request_id(c, req->request_id);
+  request_id(g, c, req->request_id);
   req->body = st->body.data;
   req->body_len = st->body.len;
   snprintf(st->ip, sizeof st->ip, "%s", req->client_ip);
