@@ -24,6 +24,7 @@ struct gw_config {
   int port;                  /* 0: any free port */
   const char *predictors;    /* gRPC target: "host:port", a comma list (round_robin), dns:/// */
   int64_t upstream_timeout_ms; /* deadline of each predictor call */
+  int64_t upstream_keepalive_ms; /* PING interval and timeout of predictor connections; 0 off */
   size_t max_body;           /* bytes of a request body */
   size_t max_batch;          /* rows of /predict/batch */
   unsigned threads;          /* HTTP worker threads */

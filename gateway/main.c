@@ -12,7 +12,7 @@
 #include "mem.h"
 
 enum {
-  O_LISTEN, O_PREDICTORS, O_TIMEOUT, O_KEYS_FILE, O_KEYS, O_LIMIT_KEY, O_LIMIT_IP, O_RL_STORE,
+  O_LISTEN, O_PREDICTORS, O_TIMEOUT, O_KEEPALIVE, O_KEYS_FILE, O_KEYS, O_LIMIT_KEY, O_LIMIT_IP, O_RL_STORE,
   O_TRUSTED, O_MAX_BODY, O_MAX_BATCH, O_THREADS, O_MAX_CONN, O_MAX_PER_IP, O_IDLE, O_MAX_HEADER,
   O_LOG_LEVEL, O_N
 };
@@ -25,6 +25,9 @@ static struct cm_opt opts[O_N] = {
                       false, NULL, false},
     [O_TIMEOUT] = {"upstream-timeout", "CREDITO_UPSTREAM_TIMEOUT", "2s", "deadline of each "
                    "predictor call (504 after it)", false, NULL, false},
+    [O_KEEPALIVE] = {"upstream-keepalive", "CREDITO_UPSTREAM_KEEPALIVE", "1s", "PING each "
+                     "predictor connection this often; one that does not answer within it is "
+                     "dropped from the round robin (0: off)", false, NULL, false},
     [O_KEYS_FILE] = {"api-keys-file", "CREDITO_API_KEYS_FILE", NULL, "file of NAME:SHA256HEX "
                      "lines (creditoctl apikey new makes them)", false, NULL, false},
     [O_KEYS] = {"api-keys", "CREDITO_API_KEYS", NULL, "NAME:SHA256HEX,... (adds to the file)",
@@ -58,7 +61,7 @@ static struct cm_opt opts[O_N] = {
 /* Numbers and limits from the flags into cfg. */
 static int config_fill(struct gw_config *cfg, char *host, size_t hostlen, struct cm_error *err)
 {
-  long v[7] = {0}, timeout = 0;
+  long v[7] = {0}, timeout = 0, keepalive = 0;
   const char *names[7] = {"max-body", "max-batch", "threads", "max-connections",
                           "max-connections-per-ip", "idle-timeout", "max-header-bytes"};
   const long lo[7] = {16, 1, 0, 1, 1, 1, 1024}, hi[7] = {1L << 30, 100000, 1024, 1000000,
@@ -69,6 +72,10 @@ static int config_fill(struct gw_config *cfg, char *host, size_t hostlen, struct
     rc = cm_opt_int(opts, O_N, names[i], lo[i], hi[i], &v[i], err);
   if (!rc && cm_parse_duration_ms(opts[O_TIMEOUT].value, &timeout))
     rc = cm_error_set(err, CM_E_INVALID, "--upstream-timeout: want a duration such as 2s");
+  if (!rc && (cm_parse_duration_ms(opts[O_KEEPALIVE].value, &keepalive) ||
+              (keepalive > 0 && keepalive < 100)))
+    rc = cm_error_set(err, CM_E_INVALID, "--upstream-keepalive: want 0 or a duration of at "
+                      "least 100ms, such as 1s");
   /* An empty limit string means no limit of that kind. */
   if (!rc && opts[O_LIMIT_KEY].value[strspn(opts[O_LIMIT_KEY].value, " \t")])
     rc = rl_parse(opts[O_LIMIT_KEY].value, cfg->key_limits, RL_LIMITS_MAX, &cfg->n_key_limits,
@@ -82,6 +89,7 @@ static int config_fill(struct gw_config *cfg, char *host, size_t hostlen, struct
   cfg->listen_host = host;
   cfg->predictors = opts[O_PREDICTORS].value;
   cfg->upstream_timeout_ms = timeout > 0 ? timeout : 1;
+  cfg->upstream_keepalive_ms = keepalive;
   cfg->max_body = (size_t)v[0];
   cfg->max_batch = (size_t)v[1];
   cfg->threads = v[2] ? (unsigned)v[2] : 4 * (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
@@ -157,6 +165,7 @@ int main(int argc, char **argv)
   g.metrics = gw_metrics_new();
   co.target = cfg.predictors;
   co.health_service = "credito.v1.Predictor";
+  co.keepalive_ms = cfg.upstream_keepalive_ms;
   g.pred = g.keys && g.metrics ? rpc_channel_new(&co, &err) : NULL;
   g.rl = g.pred ? rl_store_new(opts[O_RL_STORE].value, &err) : NULL;
   rc = !g.rl ? (err.code ? err.code : CM_E_NOMEM) : keys_load(g.keys, &err);

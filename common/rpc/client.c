@@ -2,6 +2,7 @@
  * optional TLS and mTLS) and blocking unary and streaming calls, each call on a pluck
  * completion queue so any thread may make calls without a polling loop of its own. */
 #include <arpa/inet.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -135,7 +136,7 @@ rpc_channel *rpc_channel_new(const struct rpc_channel_opts *o, struct cm_error *
   rpc_channel *c = NULL;
   struct cm_buf target, cfg;
   grpc_channel_credentials *creds = NULL;
-  grpc_arg args[4];
+  grpc_arg args[8];
   grpc_channel_args cargs = {0, args};
 
   cm_buf_init(&target, TARGET_MAX);
@@ -167,6 +168,21 @@ rpc_channel *rpc_channel_new(const struct rpc_channel_opts *o, struct cm_error *
   if (o->tls_server_name)
     args[cargs.num_args++] = (grpc_arg){GRPC_ARG_STRING, (char *)GRPC_SSL_TARGET_NAME_OVERRIDE_ARG,
                                         {.string = (char *)o->tls_server_name}};
+  if (o->keepalive_ms > 0) {
+    int ms = o->keepalive_ms > INT_MAX ? INT_MAX : (int)o->keepalive_ms;
+
+    args[cargs.num_args++] = (grpc_arg){GRPC_ARG_INTEGER, (char *)GRPC_ARG_KEEPALIVE_TIME_MS,
+                                        {.integer = ms}};
+    args[cargs.num_args++] = (grpc_arg){GRPC_ARG_INTEGER, (char *)GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                                        {.integer = ms}};
+    args[cargs.num_args++] = (grpc_arg){GRPC_ARG_INTEGER,
+                                        (char *)GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS,
+                                        {.integer = 1}};
+    /* an idle connection keeps pinging: its health-check stream is not "data" */
+    args[cargs.num_args++] = (grpc_arg){GRPC_ARG_INTEGER,
+                                        (char *)GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA,
+                                        {.integer = 0}};
+  }
   c->ch = grpc_channel_create(target.data, creds, &cargs);
   if (!c->ch) {
     cm_error_set(err, CM_E_INVALID, "cannot create a channel to %s", o->target);

@@ -200,6 +200,10 @@ struct rpc_channel_opts {
   const char *tls_cert;     /* PEM client certificate (mTLS) */
   const char *tls_key;      /* PEM client key (mTLS) */
   const char *tls_server_name; /* override the name checked in the server certificate */
+  int64_t keepalive_ms;     /* > 0: HTTP/2 PING every keepalive_ms, idle or not; a connection
+                               whose PING is not answered within keepalive_ms is closed, so a
+                               server that hangs (SIGSTOP, a partition) leaves round_robin.
+                               0: gRPC's default (no keepalive) */
 };
 
 /* Creates a channel; connects lazily. Returns NULL with err set. Free with rpc_channel_free(). */

@@ -18,6 +18,7 @@
 #define SERVER_MAX_METHODS 256
 #define SERVER_SLOTS_PER_METHOD 2 /* calls requested ahead per method per worker */
 #define PEM_MAX (1024 * 1024)
+#define PING_MIN_MS 100 /* the shortest keepalive interval a client may use */
 
 struct rpc_server {
   struct rpc_server_opts opts;        /* copy; strings below are owned copies */
@@ -263,8 +264,8 @@ static void *supervisor_main(void *arg)
 
 static int server_create_core(rpc_server *s, struct cm_error *err)
 {
-  grpc_arg args[2];
-  grpc_channel_args cargs = {2, args};
+  grpc_arg args[5];
+  grpc_channel_args cargs = {5, args};
 
   args[0].type = GRPC_ARG_INTEGER;
   args[0].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
@@ -272,6 +273,14 @@ static int server_create_core(rpc_server *s, struct cm_error *err)
   args[1].type = GRPC_ARG_INTEGER;
   args[1].key = (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
   args[1].value.integer = (int)s->opts.max_message;
+  /* Clients may keep their connections checked with PINGs as often as every PING_MIN_MS, with
+   * or without calls (the gateway's --upstream-keepalive); by default the core answers a PING
+   * more often than every 5 minutes with GOAWAY "too_many_pings". */
+  args[2] = (grpc_arg){GRPC_ARG_INTEGER, (char *)GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                       {.integer = PING_MIN_MS}};
+  args[3] = (grpc_arg){GRPC_ARG_INTEGER, (char *)GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS,
+                       {.integer = 1}};
+  args[4] = (grpc_arg){GRPC_ARG_INTEGER, (char *)GRPC_ARG_HTTP2_MAX_PING_STRIKES, {.integer = 0}};
   s->gs = grpc_server_create(&cargs, NULL);
   s->workers = cm_calloc((size_t)s->nworkers, sizeof(*s->workers));
   if (!s->gs || !s->workers)
