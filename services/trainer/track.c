@@ -664,25 +664,79 @@ static int registered(struct trk *t, const Credito__V1__TrainResult *res)
   return progress(t, CREDITO__V1__TRAIN_STAGE__TRAIN_STAGE_REGISTER, 1.0, msg, NULL, 0);
 }
 
-/* Ends the run: FINISHED, or FAILED/KILLED with the reason. Best effort on failure paths. */
-static void close_run(struct trk *t, int rc, const struct cm_error *cause)
+/* Records a run's end with UpdateRun. */
+static int update_run(const struct trk_opts *o, const char *run_id, int status, int64_t end_ms,
+                      const char *reason, cm_arena *a, struct cm_error *err)
 {
   Credito__V1__UpdateRunRequest req = CREDITO__V1__UPDATE_RUN_REQUEST__INIT;
   Credito__V1__Run *run = NULL;
+
+  req.run_id = (char *)run_id;
+  req.status = (Credito__V1__RunStatus)status;
+  req.end_ms = end_ms;
+  req.failure_reason = (char *)reason;
+  return regc_call(&o->reg, "UpdateRun", &req.base, &credito__v1__run__descriptor, a, &run, err);
+}
+
+/* Ends the run: FINISHED, or FAILED/KILLED with the reason. Best effort on failure paths; when
+ * the registry is unavailable (it or its store down) the end goes to *pending for a retry, so
+ * a run cut short by a store outage still ends FAILED once the store is back. */
+static void close_run(struct trk *t, int rc, const struct cm_error *cause,
+                      struct trk_close *pending)
+{
+  const char *reason = rc ? cause->msg : "";
+  int status = rc == 0 ? CREDITO__V1__RUN_STATUS__RUN_STATUS_FINISHED
+               : rc == CM_E_CANCELLED ? CREDITO__V1__RUN_STATUS__RUN_STATUS_KILLED
+                                      : CREDITO__V1__RUN_STATUS__RUN_STATUS_FAILED;
+  int64_t end = now_ms();
   struct cm_error e;
+
   cm_error_clear(&e);
   if (!t->run_id)
     return;
-  req.run_id = t->run_id;
-  req.status = rc == 0 ? CREDITO__V1__RUN_STATUS__RUN_STATUS_FINISHED
-               : rc == CM_E_CANCELLED ? CREDITO__V1__RUN_STATUS__RUN_STATUS_KILLED
-                                      : CREDITO__V1__RUN_STATUS__RUN_STATUS_FAILED;
-  req.end_ms = now_ms();
-  req.failure_reason = rc ? (char *)cause->msg : (char *)"";
   if (rc == CM_E_CANCELLED && !cause->msg[0])
-    req.failure_reason = (char *)"training cancelled by the client";
-  if (regc_call(&t->o->reg, "UpdateRun", &req.base, &credito__v1__run__descriptor, t->a, &run, &e))
-    cm_log(CM_LOG_WARN, "cannot close the run", "run=%s error=%s", t->run_id, e.msg);
+    reason = "training cancelled by the client";
+  if (!update_run(t->o, t->run_id, status, end, reason, t->a, &e))
+    return;
+  cm_log(CM_LOG_WARN, "cannot close the run", "run=%s error=%s", t->run_id, e.msg);
+  if (e.code == CM_E_UNAVAILABLE && pending) {
+    pending->pending = true;
+    snprintf(pending->run_id, sizeof pending->run_id, "%s", t->run_id);
+    pending->status = status;
+    pending->end_ms = end;
+    snprintf(pending->reason, sizeof pending->reason, "%s", reason);
+  }
+}
+
+void trk_close_retry(const struct trk_opts *o, struct trk_close *c, int64_t wait_ms,
+                     const atomic_bool *stop)
+{
+  int64_t deadline = now_ms() + wait_ms, backoff = 100;
+  struct cm_error e;
+  int rc = CM_E_UNAVAILABLE;
+
+  cm_error_clear(&e);
+  while (c->pending && !atomic_load(stop) && now_ms() < deadline) {
+    cm_arena *a = cm_arena_new(0);
+    struct timespec slice = {0, 50 * 1000000L};
+    int64_t slept = 0;
+
+    rc = a ? update_run(o, c->run_id, c->status, c->end_ms, c->reason, a, &e)
+           : cm_error_set(&e, CM_E_NOMEM, "out of memory");
+    cm_arena_free(a);
+    if (rc != CM_E_UNAVAILABLE && rc != CM_E_NOMEM)
+      break;
+    /* sleep in slices so a stopping trainer is not held */
+    for (; slept < backoff && !atomic_load(stop); slept += 50)
+      nanosleep(&slice, NULL);
+    backoff = backoff * 2 > 2000 ? 2000 : backoff * 2;
+  }
+  if (rc == 0)
+    cm_log(CM_LOG_INFO, "closed the run", "run=%s status=%d", c->run_id, c->status);
+  else
+    cm_log(CM_LOG_ERROR, "gave up closing the run", "run=%s error=%s", c->run_id,
+           e.msg[0] ? e.msg : "the trainer is stopping");
+  c->pending = false;
 }
 
 /* Every stage after the run exists; *res filled on success. */
@@ -720,7 +774,7 @@ static int run_stages(struct trk *t, Credito__V1__TrainResult *res, struct cm_er
 
 int trk_train(const struct trk_opts *o, const Credito__V1__TrainRequest *req,
               const struct trk_sink *sink, cm_arena *a, Credito__V1__TrainResult **out,
-              struct cm_error *err)
+              struct trk_close *pending, struct cm_error *err)
 {
   struct trk t = {0};
   Credito__V1__TrainResult *res = cm_arena_calloc(a, 1, sizeof *res);
@@ -743,7 +797,7 @@ int trk_train(const struct trk_opts *o, const Credito__V1__TrainRequest *req,
     cm_log(CM_LOG_WARN, "training failed", "run=%s error=%s", t.run_id ? t.run_id : "",
            err->msg);
   /* A failure after the version exists leaves the run FINISHED: the model is complete. */
-  close_run(&t, rc && !res->model_version ? rc : 0, err);
+  close_run(&t, rc && !res->model_version ? rc : 0, err, pending);
   if (!rc)
     *out = res;
   trn_job_free(t.job);

@@ -6,6 +6,7 @@
 #ifndef CREDITO_TRACK_H
 #define CREDITO_TRACK_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -32,6 +33,16 @@ struct trk_opts {
   const char *trainer_version; /* recorded in tags and the artifact */
 };
 
+/* The end of a run that could not be recorded because the registry (or its store) was
+ * unavailable: trk_train fills it, trk_close_retry records it later. */
+struct trk_close {
+  bool pending;
+  char run_id[64];
+  int status;                      /* a Credito__V1__RunStatus */
+  int64_t end_ms;
+  char reason[CM_ERROR_MSG_SIZE];
+};
+
 /* Checks req on its own (params, fractions, folds, scorecard, gates, alias): 0 or
  * CM_E_INVALID with err naming the field. trk_train does the same first. */
 int trk_request_check(const Credito__V1__TrainRequest *req, struct cm_error *err);
@@ -42,6 +53,11 @@ int trk_request_check(const Credito__V1__TrainRequest *req, struct cm_error *err
  * version is registered unless the failure came after registration (then err says so). */
 int trk_train(const struct trk_opts *o, const Credito__V1__TrainRequest *req,
               const struct trk_sink *sink, cm_arena *a, Credito__V1__TrainResult **out,
-              struct cm_error *err);
+              struct trk_close *pending, struct cm_error *err);
+
+/* Retries recording c's run end (backoff from 100 ms, doubling to 2 s) until the registry
+ * takes it, wait_ms passes, or *stop is set; logs the outcome. Clears c->pending when done. */
+void trk_close_retry(const struct trk_opts *o, struct trk_close *c, int64_t wait_ms,
+                     const atomic_bool *stop);
 
 #endif

@@ -1,6 +1,7 @@
 /* service: Train over gRPC. The handler hands the call to a training thread, which streams
  * progress events with backpressure and finishes the call with the result or the error. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,13 +16,17 @@ struct trainer_service {
   struct rpc_method method;   /* Train */
   const struct trk_opts *opts;
   pthread_mutex_t mu;         /* guards busy and thread */
-  bool busy;                  /* a training is running */
+  bool busy;                  /* a training is running, or its run's end is being recorded */
+  bool closing;               /* ... the latter: the registry was unavailable at the end */
+  atomic_bool stop;           /* the service is going away: stop retrying */
   bool joinable;              /* thread holds a thread to join */
   pthread_t thread;
 };
 
 /* How long a progress event may wait for a slow client before the training gives up. */
 #define TRAIN_WRITE_WAIT_MS 30000
+/* How long a run's end is retried while the registry is unavailable (the slot stays taken). */
+#define CLOSE_RETRY_MS (10 * 60 * 1000)
 
 static int sink_progress(void *ctx, const Credito__V1__TrainProgress *p)
 {
@@ -67,11 +72,12 @@ static void *train_thread(void *arg)
   Credito__V1__TrainResult *res = NULL;
   Credito__V1__TrainEvent ev = CREDITO__V1__TRAIN_EVENT__INIT;
   cm_arena *a = cm_arena_new(0);
+  struct trk_close pending = {0};
   struct cm_error err;
   int rc;
 
   cm_error_clear(&err);
-  rc = a ? trk_train(ts->opts, req, &sink, a, &res, &err)
+  rc = a ? trk_train(ts->opts, req, &sink, a, &res, &pending, &err)
          : cm_error_set(&err, CM_E_NOMEM, "out of memory");
   if (!rc) {
     ev.event_case = CREDITO__V1__TRAIN_EVENT__EVENT_RESULT;
@@ -84,15 +90,25 @@ static void *train_thread(void *arg)
            res->alias);
   }
   /* Free the slot before the status goes out: a client that calls again as soon as it has its
-   * answer must not be told the trainer is busy. */
+   * answer must not be told the trainer is busy. Unless the run's end is still to be recorded:
+   * then the client has its answer at once, and the slot stays taken until the registry takes
+   * the end (a new training would otherwise meet the same outage). */
   pthread_mutex_lock(&ts->mu);
-  ts->busy = false;
+  ts->closing = pending.pending;
+  ts->busy = pending.pending;
   pthread_mutex_unlock(&ts->mu);
   if (rc)
     finish_error(call, rc, &err);
   else
     rpc_call_finish(call, CM_OK, NULL);
   cm_arena_free(a);
+  if (pending.pending) {
+    trk_close_retry(ts->opts, &pending, CLOSE_RETRY_MS, &ts->stop);
+    pthread_mutex_lock(&ts->mu);
+    ts->closing = false;
+    ts->busy = false;
+    pthread_mutex_unlock(&ts->mu);
+  }
   return NULL;
 }
 
@@ -100,7 +116,7 @@ static void train_start(rpc_call *call, const ProtobufCMessage *req)
 {
   struct trainer_service *ts = rpc_call_service(call);
   struct cm_error err;
-  bool busy;
+  bool busy, closing;
 
   /* A bad request is answered at once, busy or not, and never takes the slot. */
   cm_error_clear(&err);
@@ -110,6 +126,7 @@ static void train_start(rpc_call *call, const ProtobufCMessage *req)
   }
   pthread_mutex_lock(&ts->mu);
   busy = ts->busy;
+  closing = ts->closing;
   if (!busy) {
     /* The previous training's thread has ended (busy is false): reap it. */
     if (ts->joinable)
@@ -120,7 +137,10 @@ static void train_start(rpc_call *call, const ProtobufCMessage *req)
     ts->joinable = ts->busy;
   }
   pthread_mutex_unlock(&ts->mu);
-  if (busy)
+  if (busy && closing)
+    rpc_call_finish(call, CM_E_EXHAUSTED, "the trainer is still recording the end of its last "
+                    "run (the registry was unavailable); retry shortly");
+  else if (busy)
     rpc_call_finish(call, CM_E_EXHAUSTED, "the trainer is busy with another training; retry "
                     "when it ends");
   else if (!ts->joinable)
@@ -153,6 +173,7 @@ void trainer_service_free(struct rpc_service *svc)
   struct trainer_service *ts = (struct trainer_service *)svc;
   if (!ts)
     return;
+  atomic_store(&ts->stop, true);
   if (ts->joinable)
     pthread_join(ts->thread, NULL);
   pthread_mutex_destroy(&ts->mu);
