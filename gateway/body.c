@@ -18,24 +18,40 @@ json_t *body_parse(const char *text, size_t len, json_t **detail)
   return NULL;
 }
 
-/* The input as echoed in an error: the value itself, or its text cut to BODY_ECHO_MAX. */
+/* n, lowered so that s[0..n) does not end inside a UTF-8 sequence. */
+static size_t utf8_cut(const char *s, size_t n)
+{
+  size_t k = n;
+  while (k > 0 && ((unsigned char)s[k] & 0xC0) == 0x80)
+    k--;
+  return k;
+}
+
+/* The input as echoed in an error: the value itself, or its text cut to BODY_ECHO_MAX bytes (at
+ * a character boundary: a cut inside a UTF-8 sequence would not be a JSON string). */
 static json_t *echo(const json_t *v)
 {
-  char *s;
+  json_free_t free_fn;
+  const char *t;
   json_t *out;
-  if (!json_is_string(v) || json_string_length(v) <= BODY_ECHO_MAX) {
-    if (!json_is_object(v) && !json_is_array(v))
+  char *s;
+
+  if (json_is_string(v)) {
+    t = json_string_value(v);
+    if (json_string_length(v) <= BODY_ECHO_MAX)
       return json_deep_copy(v);
-    s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-    if (s && strlen(s) <= BODY_ECHO_MAX) {
-      free(s);
-      return json_deep_copy(v);
-    }
-    out = json_stringn(s ? s : "", s ? BODY_ECHO_MAX : 0);
-    free(s);
-    return out;
+    return json_stringn(t, utf8_cut(t, BODY_ECHO_MAX));
   }
-  return json_stringn(json_string_value(v), BODY_ECHO_MAX);
+  if (!json_is_object(v) && !json_is_array(v))
+    return json_deep_copy(v);
+  s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+  if (!s)
+    return NULL;
+  out = strlen(s) <= BODY_ECHO_MAX ? json_deep_copy(v)
+                                   : json_stringn(s, utf8_cut(s, BODY_ECHO_MAX));
+  json_get_alloc_funcs(NULL, &free_fn); /* json_dumps allocates with jansson's allocator */
+  free_fn(s);
+  return out;
 }
 
 /* Appends one error entry: loc = prefix + [field] (field may be NULL). Past BODY_MAX_ERRORS

@@ -1,0 +1,200 @@
+/* Unit tests for gateway/body.c under allocation failure: the request body mapping allocates on
+ * untrusted input (jansson's parse, the 422 detail entries, the features in the arena), so every
+ * allocation is failed in turn, jansson's included (json_set_alloc_funcs routes it through
+ * cm_mem), until the call succeeds. Each failing run must end cleanly with no crash and nothing
+ * left allocated; the run that succeeds must give what a run without failures gives. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "arena.h"
+#include "body.h"
+#include "err.h"
+#include "mem.h"
+
+/* Live blocks of the cm_mem allocator (jansson's too), to see a leak without a sanitizer. */
+static atomic_long live;
+
+static void *count_malloc(size_t n)
+{
+  void *p = malloc(n ? n : 1);
+  if (p)
+    atomic_fetch_add(&live, 1);
+  return p;
+}
+
+static void *count_realloc(void *p, size_t n)
+{
+  void *q = realloc(p, n ? n : 1);
+  if (q && !p)
+    atomic_fetch_add(&live, 1);
+  return q;
+}
+
+static void count_free(void *p)
+{
+  atomic_fetch_sub(&live, 1);
+  free(p);
+}
+
+static const struct cm_mem_hooks counting = {count_malloc, count_realloc, count_free};
+
+/* A cut-down German Credit schema: a required number, an optional number, a categorical feature
+ * that rejects unknown categories. */
+static char *purposes[] = {"car", "radio/tv", "education"};
+static Credito__V1__FeatureSpec duration = {
+    PROTOBUF_C_MESSAGE_INIT(&credito__v1__feature_spec__descriptor), "duration",
+    CREDITO__V1__FEATURE_KIND__FEATURE_KIND_NUMERIC, 0, NULL, 1, "", NULL,
+    CREDITO__V1__UNKNOWN_CATEGORY__UNKNOWN_CATEGORY_UNSPECIFIED};
+static Credito__V1__FeatureSpec age = {
+    PROTOBUF_C_MESSAGE_INIT(&credito__v1__feature_spec__descriptor), "age",
+    CREDITO__V1__FEATURE_KIND__FEATURE_KIND_NUMERIC, 0, NULL, 0, "", NULL,
+    CREDITO__V1__UNKNOWN_CATEGORY__UNKNOWN_CATEGORY_UNSPECIFIED};
+static Credito__V1__FeatureSpec purpose = {
+    PROTOBUF_C_MESSAGE_INIT(&credito__v1__feature_spec__descriptor), "purpose",
+    CREDITO__V1__FEATURE_KIND__FEATURE_KIND_CATEGORICAL, 3, purposes, 1, "", NULL,
+    CREDITO__V1__UNKNOWN_CATEGORY__UNKNOWN_CATEGORY_REJECT};
+static Credito__V1__FeatureSpec *specs[] = {&duration, &age, &purpose};
+static Credito__V1__Schema schema = {
+    PROTOBUF_C_MESSAGE_INIT(&credito__v1__schema__descriptor), 3, specs, "class", "bad"};
+
+/* What one mapping of a body gave: the return code, the features' count, the 422 text. */
+struct outcome {
+  int rc;          /* 0, CM_E_INVALID, CM_E_NOMEM, or -1: the body did not parse */
+  size_t n;
+  char *detail;    /* JSON text of the detail list (malloc'd), NULL when none */
+};
+
+static struct outcome map_body(const char *text)
+{
+  struct outcome o = {CM_E_NOMEM, 0, NULL};
+  json_t *detail = NULL, *doc, *loc;
+  cm_arena *a = cm_arena_new(0);
+  Credito__V1__Feature **f = NULL;
+
+  if (!a)
+    return o;
+  doc = body_parse(text, strlen(text), &detail);
+  if (!doc) {
+    o.rc = detail ? -1 : CM_E_NOMEM;
+  } else {
+    detail = json_array();
+    loc = json_pack("[s]", "body");
+    o.rc = detail && loc ? body_applicant(doc, &schema, loc, a, &f, &o.n, detail) : CM_E_NOMEM;
+    json_decref(loc);
+  }
+  if (o.rc && o.rc != CM_E_NOMEM && detail) {
+    char *s = json_dumps(detail, JSON_COMPACT | JSON_SORT_KEYS);
+    o.detail = s ? strdup(s) : NULL;
+    cm_free(s);
+    if (!o.detail)
+      o.rc = CM_E_NOMEM;
+  }
+  json_decref(detail);
+  json_decref(doc);
+  cm_arena_free(a);
+  return o;
+}
+
+/* Fails the n-th allocation for n = 0, 1, ... until the mapping of text succeeds, and checks
+ * every failing run against the clean one. */
+static void fail_each_allocation(const char *text)
+{
+  struct outcome want, got = {CM_E_NOMEM, 0, NULL};
+  long n, before;
+
+  cm_mem_set_hooks(&counting);
+  json_set_alloc_funcs(cm_malloc, cm_free);
+  before = atomic_load(&live);
+  want = map_body(text);
+  assert_int_not_equal(want.rc, CM_E_NOMEM);
+  assert_int_equal(atomic_load(&live), before);
+  for (n = 0; got.rc == CM_E_NOMEM; n++) {
+    assert_true(n < 100000);
+    cm_mem_fail_after(n);
+    got = map_body(text);
+    cm_mem_fail_after(-1);
+    assert_int_equal(atomic_load(&live), before); /* nothing left behind, failing or not */
+    if (got.rc == CM_E_NOMEM)
+      continue;
+    /* A failure inside the echo of an input may shorten nothing else: same code, same list. */
+    assert_int_equal(got.rc, want.rc);
+    assert_int_equal(got.n, want.n);
+    if (want.detail)
+      assert_string_equal(got.detail, want.detail);
+    free(got.detail);
+  }
+  print_message("%s...: %ld allocations failed in turn\n", text, n - 1);
+  assert_true(n > 3);
+  free(want.detail);
+  json_set_alloc_funcs(malloc, free);
+  cm_mem_set_hooks(NULL);
+}
+
+static void test_valid_body(void **state)
+{
+  (void)state;
+  fail_each_allocation("{\"duration\": 12, \"age\": null, \"purpose\": \"car\"}");
+}
+
+static void test_body_with_every_kind_of_problem(void **state)
+{
+  (void)state;
+  fail_each_allocation("{\"duration\": \"twelve\", \"age\": [1, 2], \"purpose\": \"boat\", "
+                       "\"colour\": \"blue\", \"x\": {\"deep\": [1, {\"a\": 2}]}}");
+}
+
+static void test_malformed_json(void **state)
+{
+  (void)state;
+  fail_each_allocation("{\"duration\": 12, \"purpose\": \"car\"");
+}
+
+static void test_not_an_object(void **state)
+{
+  (void)state;
+  fail_each_allocation("[1, 2, 3]");
+}
+
+/* An echoed input over BODY_ECHO_MAX bytes is cut at a character boundary: cut inside a UTF-8
+ * sequence it was not valid JSON text, jansson refused it, and the 422 became a 500 "out of
+ * memory" (found by this test). */
+static void test_long_multibyte_input_is_cut_at_a_character(void **state)
+{
+  char body[1024] = "{\"duration\": 1, \"purpose\": \"";
+  struct outcome o;
+  json_t *d;
+  const char *in;
+
+  (void)state;
+  for (int i = 0; i < 100; i++)
+    strcat(body, "\xe2\x82\xac"); /* the euro sign, 3 bytes: 256 is not a multiple of 3 */
+  strcat(body, "\"}");
+  o = map_body(body);
+  assert_int_equal(o.rc, CM_E_INVALID);
+  d = json_loads(o.detail, 0, NULL);
+  assert_non_null(d);
+  in = json_string_value(json_object_get(json_array_get(d, 0), "input"));
+  assert_non_null(in);
+  assert_int_equal(strlen(in), 255); /* 85 euro signs */
+  assert_string_equal(json_string_value(json_object_get(json_array_get(d, 0), "type")), "enum");
+  json_decref(d);
+  free(o.detail);
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_valid_body),
+      cmocka_unit_test(test_body_with_every_kind_of_problem),
+      cmocka_unit_test(test_malformed_json),
+      cmocka_unit_test(test_not_an_object),
+      cmocka_unit_test(test_long_multibyte_input_is_cut_at_a_character),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
