@@ -144,13 +144,22 @@ run nginx "$ngx" 1 1
 run gateway "$gw" 2 32
 run nginx "$ngx" 2 32
 echo "gateway memory at the end: $(mem_of $gw_pid)"
+# How the gateway grouped requests into predictor calls.
+curl -s "$gw/metrics" | awk '/^credito_gateway_upstream_call/ { n[$1] = $2 }
+  END { c = n["credito_gateway_upstream_calls_total"]
+        if (c) printf "predictor calls: %d, %.1f requests a call\n", c,
+                      n["credito_gateway_upstream_call_requests_total"] / c }' 
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 awk '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
        r[f["target"], f["connections"]] = f["rps"]
        e = f["errors_connect"] + f["errors_read"] + f["errors_write"] + f["errors_status"]
        printf "%-8s %2d connections: %7d requests/s, p50 %6.0f us, p99 %6.0f us, errors %d, " \
-              "server CPU %.0f us a request\n", f["target"], f["connections"], f["rps"],
-              f["p50_us"], f["p99_us"], e + f["errors_timeout"], f["server_cpu_us_per_req"] }
+              "server CPU %.0f us a request", f["target"], f["connections"], f["rps"],
+              f["p50_us"], f["p99_us"], e + f["errors_timeout"], f["server_cpu_us_per_req"]
+       if (f["target"] == "gateway")
+         printf " (gateway %.0f, predictor %.0f)", f["gateway_cpu_us_per_req"],
+                f["predictor_cpu_us_per_req"]
+       printf "\n" }
      END { for (c = 1; c <= 32; c *= 32)
              if (r["nginx", c] > 0)
                printf "gateway/nginx at %d connections: %.1f%% (%d / %d requests/s)\n", c,

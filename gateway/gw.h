@@ -12,8 +12,11 @@
 #include <jansson.h>
 
 #include "apikey.h"
+#include "arena.h"
 #include "buf.h"
 #include "clientip.h"
+#include "credito/v1/predictor.pb-c.h"
+#include "err.h"
 #include "metrics.h"
 #include "ratelimit.h"
 #include "rpc.h"
@@ -25,6 +28,7 @@ struct gw_config {
   const char *predictors;    /* gRPC target: "host:port", a comma list (round_robin), dns:/// */
   int64_t upstream_timeout_ms; /* deadline of each predictor call */
   int64_t upstream_keepalive_ms; /* PING interval and timeout of predictor connections; 0 off */
+  unsigned upstream_calls;   /* predictor calls in flight at once (the batcher's threads) */
   size_t max_body;           /* bytes of a request body */
   size_t max_batch;          /* rows of /predict/batch */
   unsigned threads;          /* HTTP worker threads */
@@ -58,7 +62,46 @@ struct gw {
   bool watchdog_on;
   bool stopping;             /* guarded by track_mu */
   atomic_ullong next_request; /* counter in generated request ids */
+  struct gw_batcher *batcher; /* the predictor calls (batcher.c) */
 };
+
+/* One PredictBatch answer, shared by the requests it carried: reference-counted, freed with
+ * the last gw_batch_release. */
+struct gw_batch {
+  atomic_int refs;
+  cm_arena *a;                                /* holds resp */
+  Credito__V1__PredictBatchResponse *resp;
+};
+void gw_batch_release(struct gw_batch *b);
+
+/* A request's rows waiting for the predictor (batcher.c). The submitter fills rows, n,
+ * deadline_ms (CLOCK_MONOTONIC), request_id, done and ctx; done() is called once, on a batcher
+ * thread, with rc and err set, and on success batch (one reference, the request's) and first
+ * (its rows are batch->resp->results[first .. first + n)). After done() returns the batcher no
+ * longer touches the struct. */
+struct gw_pending {
+  Credito__V1__Applicant **rows;  /* borrowed until done */
+  size_t n;
+  int64_t deadline_ms;
+  const char *request_id;
+  void (*done)(struct gw_pending *p);
+  void *ctx;
+  int rc;
+  struct cm_error err;
+  struct gw_batch *batch;
+  size_t first;
+  struct gw_pending *next;        /* the batcher's */
+};
+
+/* Starts calls threads taking waiting requests, at most max_rows rows a call (a larger request
+ * goes alone). 0 or CM_E_* with err. */
+int gw_batcher_start(struct gw *g, unsigned calls, size_t max_rows, struct cm_error *err);
+/* Queues p; done() may run before this returns (on a stopping gateway, at once). */
+void gw_batcher_submit(struct gw *g, struct gw_pending *p);
+/* Answers what waits, then joins the threads; later submits are answered at once. */
+void gw_batcher_stop(struct gw *g);
+/* Stops (if not yet) and frees the batcher. */
+void gw_batcher_free(struct gw *g);
 
 /* One open connection as the watchdog sees it. */
 struct gw_track {
@@ -85,6 +128,7 @@ struct gw_req {
   const char *body;          /* the body, body_len bytes (not NUL-terminated) */
   size_t body_len;
   const char *key_name;      /* the authenticated key's name, or NULL */
+  struct gw_call *call;      /* set when the answer waits for the predictor */
 };
 
 /* A response: status, a JSON or text body, extra headers. */
@@ -103,8 +147,16 @@ void gw_resp_header(struct gw_resp *r, const char *name, const char *value);
 /* r becomes status with {"detail": detail} (detail taken; a string or a JSON value). */
 void gw_resp_detail(struct gw_resp *r, int status, json_t *detail);
 
-/* Dispatches one complete request to its route. Fills resp; returns the route for metrics. */
+/* Dispatches one complete request to its route and returns the route for metrics. Fills resp;
+ * or, for a request that needs the predictor, sets req->call and leaves the rest of resp for
+ * later: the caller then suspends the connection and hands the call to gw_call_submit, whose
+ * resume(ctx) runs (on another thread) once the predictor answered; gw_route_finish then
+ * completes resp and frees the call. A call never finished is freed with gw_call_free. */
 enum gw_route gw_route_request(struct gw *g, struct gw_req *req, struct gw_resp *resp);
+struct gw_call;
+void gw_call_submit(struct gw *g, struct gw_call *c, void (*resume)(void *ctx), void *ctx);
+void gw_route_finish(struct gw *g, struct gw_req *req, struct gw_resp *resp);
+void gw_call_free(struct gw_call *c);
 
 /* GET /openapi.json and GET /docs. */
 void gw_openapi(struct gw_resp *r);

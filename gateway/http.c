@@ -30,6 +30,8 @@ struct conn {
   char key_name[80];
   char ip[64];
   char rid[40];
+  struct gw_req req;         /* kept while the answer waits for the predictor */
+  struct gw_resp resp;
 };
 
 static int64_t mono_ms(void)
@@ -184,6 +186,12 @@ static enum MHD_Result too_large(struct gw *g, struct MHD_Connection *c, struct 
 
 static void track_mark(struct gw *g, struct MHD_Connection *c, bool reading);
 
+/* The batcher's signal that a suspended request has its answer (any thread). */
+static void resume_conn(void *ctx)
+{
+  MHD_resume_connection(ctx);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
@@ -191,8 +199,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 {
   struct gw *g = cls;
   struct conn *st = *con_cls;
-  struct gw_req req;
-  struct gw_resp r = {0};
   (void)version;
 
   if (!st) {
@@ -225,16 +231,26 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
     return MHD_YES;
   }
+  if (st->req.call) { /* resumed: the predictor answered */
+    gw_route_finish(g, &st->req, &st->resp);
+    return send_resp(c, st, &st->resp, st->req.request_id);
+  }
   if (st->too_large)
     return too_large(g, c, st);
   track_mark(g, c, false);
-  cm_buf_init(&r.text, 1 << 20);
-  r.status = 500;
-  req_fill(g, c, st, url, method, &req);
-  st->route = gw_route_request(g, &req, &r);
-  if (req.key_name)
-    snprintf(st->key_name, sizeof st->key_name, "%s", req.key_name);
-  return send_resp(c, st, &r, req.request_id);
+  cm_buf_init(&st->resp.text, 1 << 20);
+  st->resp.status = 500;
+  req_fill(g, c, st, url, method, &st->req);
+  st->route = gw_route_request(g, &st->req, &st->resp);
+  if (st->req.key_name)
+    snprintf(st->key_name, sizeof st->key_name, "%s", st->req.key_name);
+  if (st->req.call) {
+    /* Suspended first, so an answer that comes at once still finds it suspended. */
+    MHD_suspend_connection(c);
+    gw_call_submit(g, st->req.call, resume_conn, c);
+    return MHD_YES;
+  }
+  return send_resp(c, st, &st->resp, st->req.request_id);
 }
 
 /* ---- The watchdog: a request must arrive whole within --idle-timeout of the connection's
@@ -345,6 +361,9 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
   } else if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK) {
     cm_log(CM_LOG_DEBUG, "connection ended before a response", "reason=%d", (int)toe);
   }
+  gw_call_free(st->req.call); /* a request whose answer was never sent */
+  json_decref(st->resp.json);
+  cm_buf_cleanup(&st->resp.text);
   cm_buf_cleanup(&st->body);
   cm_free(st);
   *con_cls = NULL;
@@ -365,7 +384,8 @@ int gw_http_start(struct gw *g, struct cm_error *err)
   struct sockaddr_storage ss;
   struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
   struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
-  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
+                   MHD_ALLOW_SUSPEND_RESUME;
   struct MHD_Daemon *d;
   const union MHD_DaemonInfo *di;
 
@@ -381,6 +401,9 @@ int gw_http_start(struct gw *g, struct cm_error *err)
     return cm_error_set(err, CM_E_INVALID, "--listen: '%s' is not an IP address",
                         cfg->listen_host);
   }
+  /* The predictor calls first: a request may come the moment the daemon listens. */
+  if (gw_batcher_start(g, cfg->upstream_calls, cfg->max_batch, err))
+    return err->code;
   d = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, g,
                        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
                        MHD_OPTION_THREAD_POOL_SIZE, cfg->threads,
@@ -392,9 +415,12 @@ int gw_http_start(struct gw *g, struct cm_error *err)
                        MHD_OPTION_NOTIFY_CONNECTION, on_connection, g,
                        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
                        MHD_OPTION_END);
-  if (!d)
+  if (!d) {
+    int e = errno;
+    gw_batcher_free(g);
     return cm_error_set(err, CM_E_UNAVAILABLE, "cannot listen on %s:%d: %s", cfg->listen_host,
-                        cfg->port, strerror(errno));
+                        cfg->port, strerror(e));
+  }
   di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
   g->bound_port = di ? di->port : cfg->port;
   g->daemon = d;
@@ -412,7 +438,11 @@ void gw_http_stop(struct gw *g)
   if (g->watchdog_on)
     pthread_join(g->watchdog, NULL);
   g->watchdog_on = false;
+  /* Requests waiting for the predictor get their answers (their connections resumed) before
+   * libmicrohttpd closes the connections, so no answer lands on a freed connection. */
+  gw_batcher_stop(g);
   if (g->daemon)
     MHD_stop_daemon(g->daemon);
   g->daemon = NULL;
+  gw_batcher_free(g);
 }

@@ -12,7 +12,7 @@
 #include "mem.h"
 
 enum {
-  O_LISTEN, O_PREDICTORS, O_TIMEOUT, O_KEEPALIVE, O_KEYS_FILE, O_KEYS, O_LIMIT_KEY, O_LIMIT_IP, O_RL_STORE,
+  O_LISTEN, O_PREDICTORS, O_TIMEOUT, O_KEEPALIVE, O_CALLS, O_KEYS_FILE, O_KEYS, O_LIMIT_KEY, O_LIMIT_IP, O_RL_STORE,
   O_TRUSTED, O_MAX_BODY, O_MAX_BATCH, O_THREADS, O_MAX_CONN, O_MAX_PER_IP, O_IDLE, O_MAX_HEADER,
   O_LOG_LEVEL, O_N
 };
@@ -28,6 +28,9 @@ static struct cm_opt opts[O_N] = {
     [O_KEEPALIVE] = {"upstream-keepalive", "CREDITO_UPSTREAM_KEEPALIVE", "1s", "PING each "
                      "predictor connection this often; one that does not answer within it is "
                      "dropped from the round robin (0: off)", false, NULL, false},
+    [O_CALLS] = {"upstream-calls", "CREDITO_UPSTREAM_CALLS", "0", "predictor calls in flight at "
+                 "once; requests that arrive meanwhile go together in the next call (0: one per "
+                 "core)", false, NULL, false},
     [O_KEYS_FILE] = {"api-keys-file", "CREDITO_API_KEYS_FILE", NULL, "file of NAME:SHA256HEX "
                      "lines (creditoctl apikey new makes them)", false, NULL, false},
     [O_KEYS] = {"api-keys", "CREDITO_API_KEYS", NULL, "NAME:SHA256HEX,... (adds to the file)",
@@ -61,14 +64,15 @@ static struct cm_opt opts[O_N] = {
 /* Numbers and limits from the flags into cfg. */
 static int config_fill(struct gw_config *cfg, char *host, size_t hostlen, struct cm_error *err)
 {
-  long v[7] = {0}, timeout = 0, keepalive = 0;
-  const char *names[7] = {"max-body", "max-batch", "threads", "max-connections",
-                          "max-connections-per-ip", "idle-timeout", "max-header-bytes"};
-  const long lo[7] = {16, 1, 0, 1, 1, 1, 1024}, hi[7] = {1L << 30, 100000, 1024, 1000000,
-                                                        100000, 3600, 1 << 20};
+  long v[8] = {0}, timeout = 0, keepalive = 0;
+  const char *names[8] = {"max-body", "max-batch", "threads", "max-connections",
+                          "max-connections-per-ip", "idle-timeout", "max-header-bytes",
+                          "upstream-calls"};
+  const long lo[8] = {16, 1, 0, 1, 1, 1, 1024, 0}, hi[8] = {1L << 30, 100000, 1024, 1000000,
+                                                           100000, 3600, 1 << 20, 256};
   int rc = cm_parse_hostport(opts[O_LISTEN].value, host, hostlen, &cfg->port, err);
 
-  for (size_t i = 0; !rc && i < 7; i++)
+  for (size_t i = 0; !rc && i < 8; i++)
     rc = cm_opt_int(opts, O_N, names[i], lo[i], hi[i], &v[i], err);
   if (!rc && cm_parse_duration_ms(opts[O_TIMEOUT].value, &timeout))
     rc = cm_error_set(err, CM_E_INVALID, "--upstream-timeout: want a duration such as 2s");
@@ -97,6 +101,7 @@ static int config_fill(struct gw_config *cfg, char *host, size_t hostlen, struct
   cfg->max_per_ip = (unsigned)v[4];
   cfg->idle_timeout_s = (unsigned)v[5];
   cfg->max_header_bytes = (size_t)v[6];
+  cfg->upstream_calls = v[7] ? (unsigned)v[7] : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
   return 0;
 }
 

@@ -22,6 +22,7 @@ struct gw_metrics {
   atomic_uint_fast64_t sum_us[GW_ROUTE_COUNT];
   atomic_uint_fast64_t ratelimited[2];
   atomic_uint_fast64_t upstream[17];
+  atomic_uint_fast64_t calls, call_requests, call_rows; /* PredictBatch calls and their load */
 };
 
 gw_metrics *gw_metrics_new(void)
@@ -67,6 +68,13 @@ void gw_metrics_ratelimited(gw_metrics *m, int scope)
 void gw_metrics_upstream_error(gw_metrics *m, int grpc_code)
 {
   atomic_fetch_add(&m->upstream[grpc_code >= 0 && grpc_code <= 16 ? grpc_code : 2], 1);
+}
+
+void gw_metrics_batch(gw_metrics *m, size_t requests, size_t rows)
+{
+  atomic_fetch_add(&m->calls, 1);
+  atomic_fetch_add(&m->call_requests, requests);
+  atomic_fetch_add(&m->call_rows, rows);
 }
 
 static int render_requests(gw_metrics *m, struct cm_buf *o)
@@ -139,5 +147,20 @@ int gw_metrics_render(gw_metrics *m, struct cm_buf *o)
       rc = cm_buf_addf(o, "credito_gateway_upstream_errors_total{code=\"%s\"} %llu\n",
                        grpc_names[c], (unsigned long long)n);
   }
+  rc = rc ? rc : cm_buf_addf(o, "# HELP credito_gateway_upstream_calls_total Successful "
+                                "PredictBatch calls (each carries one or more requests).\n"
+                                "# TYPE credito_gateway_upstream_calls_total counter\n"
+                                "credito_gateway_upstream_calls_total %llu\n"
+                                "# HELP credito_gateway_upstream_call_requests_total HTTP "
+                                "requests those calls carried.\n"
+                                "# TYPE credito_gateway_upstream_call_requests_total counter\n"
+                                "credito_gateway_upstream_call_requests_total %llu\n"
+                                "# HELP credito_gateway_upstream_call_rows_total Applicant rows "
+                                "those calls carried.\n"
+                                "# TYPE credito_gateway_upstream_call_rows_total counter\n"
+                                "credito_gateway_upstream_call_rows_total %llu\n",
+                             (unsigned long long)atomic_load(&m->calls),
+                             (unsigned long long)atomic_load(&m->call_requests),
+                             (unsigned long long)atomic_load(&m->call_rows));
   return rc;
 }

@@ -283,84 +283,122 @@ static bool applicants(struct gw *g, const struct gw_req *req, struct gw_resp *r
   return true;
 }
 
-/* The predictor's answer for one applicant. */
-static void predict_one(struct gw *g, const struct gw_req *req, struct gw_resp *r,
-                        Credito__V1__Applicant *ap, cm_arena *a)
-{
-  Credito__V1__PredictRequest pr = CREDITO__V1__PREDICT_REQUEST__INIT;
-  Credito__V1__PredictResponse *resp = NULL;
-  struct cm_error err;
-  int rc;
+/* A /predict or /predict/batch waiting for the predictor: the pending rows (first: the batcher
+ * hands back this pointer) and what the answer is built from. */
+struct gw_call {
+  struct gw_pending p;
+  cm_arena *a;                /* the rows */
+  json_t *doc;                /* the parsed body */
+  struct gw_info *gi;         /* the schema the rows were checked against (a reference) */
+  bool batch;
+  void (*resume)(void *ctx);  /* how the HTTP layer is told the answer is in */
+  void *resume_ctx;
+};
 
-  cm_error_clear(&err);
-  pr.features = ap->features;
-  pr.n_features = ap->n_features;
-  pr.request_id = (char *)req->request_id;
-  rc = rpc_unary(g->pred, "/credito.v1.Predictor/Predict", &pr.base,
-                 &credito__v1__predict_response__descriptor, g->cfg->upstream_timeout_ms, a,
-                 (ProtobufCMessage **)&resp, &err);
-  if (rc == CM_E_INVALID) { /* the model changed under the cached schema: say what it said */
-    gw_resp_detail(r, 422, json_pack("[{s:s, s:[s], s:s, s:{}}]", "type", "value_error", "loc",
-                                     "body", "msg", err.msg, "input"));
-    note_version(g, -1);
+void gw_call_free(struct gw_call *c)
+{
+  if (!c)
     return;
+  gw_batch_release(c->p.batch);
+  json_decref(c->doc);
+  cm_arena_free(c->a);
+  gw_info_release(c->gi);
+  cm_free(c);
+}
+
+static void call_done(struct gw_pending *p)
+{
+  struct gw_call *c = (struct gw_call *)p;
+  void (*resume)(void *ctx) = c->resume;
+  void *ctx = c->resume_ctx;
+
+  resume(ctx); /* c may be answered and freed from here on */
+}
+
+void gw_call_submit(struct gw *g, struct gw_call *c, void (*resume)(void *ctx), void *ctx)
+{
+  c->resume = resume;
+  c->resume_ctx = ctx;
+  gw_batcher_submit(g, &c->p);
+}
+
+/* A row's BadRequest as FastAPI's detail entries; loc is body[, i], field. */
+static json_t *violations_json(const Credito__V1__BadRequest *br, bool batch, size_t i)
+{
+  json_t *d = json_array();
+  for (size_t k = 0; br && k < br->n_violations; k++) {
+    const Credito__V1__FieldViolation *v = br->violations[k];
+    json_t *loc = batch ? json_pack("[s,I,s]", "body", (json_int_t)i, v->field)
+                        : json_pack("[s,s]", "body", v->field);
+    json_array_append_new(d, json_pack("{s:s, s:o, s:s, s:{}}", "type", v->type, "loc", loc,
+                                       "msg", v->message, "input"));
   }
-  if (rc) {
-    upstream_error(g, r, rc, &err);
+  return d;
+}
+
+/* /predict's answer from its row of the batch. */
+static void finish_one(struct gw *g, struct gw_req *req, struct gw_resp *r,
+                       const Credito__V1__PredictBatchResponse *resp, size_t first)
+{
+  const Credito__V1__RowResult *rr = resp->results[first];
+
+  if (rr->outcome_case != CREDITO__V1__ROW_RESULT__OUTCOME_PREDICTION || !rr->prediction) {
+    /* The model changed under the cached schema: say what the predictor said, and fetch the
+     * new schema for the next request. */
+    gw_resp_detail(r, 422, violations_json(rr->error, false, 0));
+    note_version(g, -1);
     return;
   }
   note_version(g, resp->model_version);
   r->status = 200;
-  r->json = prediction_json(resp->prediction);
-  json_object_set_new(r->json, "request_id", json_string(resp->request_id));
+  r->json = prediction_json(rr->prediction);
+  json_object_set_new(r->json, "request_id", json_string(req->request_id));
   json_object_set_new(r->json, "model", model_json(resp->model_name, resp->model_version,
                                                    resp->model_alias));
 }
 
-/* The predictor's answers for a batch, in order. */
-static void predict_batch(struct gw *g, const struct gw_req *req, struct gw_resp *r,
-                          Credito__V1__Applicant **rows, size_t n, cm_arena *a)
+/* /predict/batch's answer from its rows of the batch, in order. */
+static void finish_batch(struct gw *g, struct gw_req *req, struct gw_resp *r,
+                         const Credito__V1__PredictBatchResponse *resp, size_t first, size_t n)
 {
-  Credito__V1__PredictBatchRequest br = CREDITO__V1__PREDICT_BATCH_REQUEST__INIT;
-  Credito__V1__PredictBatchResponse *resp = NULL;
-  struct cm_error err;
-  json_t *results;
-  int rc;
+  json_t *results = json_array();
 
-  cm_error_clear(&err);
-  br.rows = rows;
-  br.n_rows = n;
-  br.request_id = (char *)req->request_id;
-  rc = rpc_unary(g->pred, "/credito.v1.Predictor/PredictBatch", &br.base,
-                 &credito__v1__predict_batch_response__descriptor, g->cfg->upstream_timeout_ms,
-                 a, (ProtobufCMessage **)&resp, &err);
-  if (rc) {
-    upstream_error(g, r, rc, &err);
-    return;
-  }
   note_version(g, resp->model_version);
-  results = json_array();
-  for (size_t i = 0; i < resp->n_results; i++) {
-    const Credito__V1__RowResult *rr = resp->results[i];
-    json_t *row = json_object();
-    if (rr->outcome_case == CREDITO__V1__ROW_RESULT__OUTCOME_PREDICTION) {
-      json_decref(row);
-      row = prediction_json(rr->prediction);
-    } else {
-      json_t *d = json_array();
-      for (size_t k = 0; rr->error && k < rr->error->n_violations; k++)
-        json_array_append_new(d, json_pack("{s:s, s:[s,I,s], s:s}", "type",
-                                           rr->error->violations[k]->type, "loc", "body",
-                                           (json_int_t)i, rr->error->violations[k]->field, "msg",
-                                           rr->error->violations[k]->message));
-      json_object_set_new(row, "detail", d);
-    }
-    json_array_append_new(results, row);
+  for (size_t i = 0; i < n; i++) {
+    const Credito__V1__RowResult *rr = resp->results[first + i];
+    if (rr->outcome_case == CREDITO__V1__ROW_RESULT__OUTCOME_PREDICTION && rr->prediction)
+      json_array_append_new(results, prediction_json(rr->prediction));
+    else
+      json_array_append_new(results, json_pack("{s:o}", "detail",
+                                               violations_json(rr->error, true, i)));
   }
   r->status = 200;
-  r->json = json_pack("{s:s, s:o, s:o}", "request_id", resp->request_id, "model",
+  r->json = json_pack("{s:s, s:o, s:o}", "request_id", req->request_id, "model",
                       model_json(resp->model_name, resp->model_version, resp->model_alias),
                       "results", results);
+}
+
+void gw_route_finish(struct gw *g, struct gw_req *req, struct gw_resp *r)
+{
+  struct gw_call *c = req->call;
+
+  if (c->p.rc)
+    upstream_error(g, r, c->p.rc, &c->p.err);
+  else if (c->batch)
+    finish_batch(g, req, r, c->p.batch->resp, c->p.first, c->p.n);
+  else
+    finish_one(g, req, r, c->p.batch->resp, c->p.first);
+  if (!r->json && r->status == 200)
+    gw_resp_detail(r, 500, json_string("out of memory"));
+  gw_call_free(c);
+  req->call = NULL;
+}
+
+static int64_t mono_ms(void)
+{
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
 static void route_predict(struct gw *g, struct gw_req *req, struct gw_resp *r, bool batch)
@@ -368,6 +406,7 @@ static void route_predict(struct gw *g, struct gw_req *req, struct gw_resp *r, b
   struct gw_info *gi = NULL;
   Credito__V1__GetModelInfoResponse *info = NULL;
   Credito__V1__Applicant **rows = NULL;
+  struct gw_call *c;
   cm_arena *a = NULL;
   json_t *doc = NULL;
   struct cm_error err;
@@ -380,12 +419,28 @@ static void route_predict(struct gw *g, struct gw_req *req, struct gw_resp *r, b
   a = cm_arena_new(0);
   rc = a ? model_info(g, false, &gi, &err) : cm_error_set(&err, CM_E_NOMEM, "no memory");
   info = gi ? gi->msg : NULL;
-  if (rc)
+  if (rc) {
     upstream_error(g, r, rc, &err);
-  else if (!info->serving || !info->schema)
+  } else if (!info->serving || !info->schema) {
     gw_resp_detail(r, 503, json_string("The predictor serves no model yet"));
-  else if (applicants(g, req, r, batch, a, info->schema, &doc, &rows, &n))
-    batch ? predict_batch(g, req, r, rows, n, a) : predict_one(g, req, r, rows[0], a);
+  } else if (applicants(g, req, r, batch, a, info->schema, &doc, &rows, &n)) {
+    /* The answer comes later: the HTTP layer suspends the connection and submits the call. */
+    c = cm_calloc(1, sizeof *c);
+    if (c) {
+      c->p.rows = rows;
+      c->p.n = n;
+      c->p.deadline_ms = mono_ms() + g->cfg->upstream_timeout_ms;
+      c->p.request_id = req->request_id;
+      c->p.done = call_done;
+      c->a = a;
+      c->doc = doc;
+      c->gi = gi;
+      c->batch = batch;
+      req->call = c;
+      return;
+    }
+    gw_resp_detail(r, 500, json_string("out of memory"));
+  }
   json_decref(doc);
   cm_arena_free(a);
   gw_info_release(gi);

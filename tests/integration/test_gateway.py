@@ -182,7 +182,8 @@ def curl(port, path, method=None, headers=(), data=None, extra=(), timeout=20, t
 def metric(text, name, **labels):
     """The value of one Prometheus sample (0 when absent)."""
     want = ",".join('%s="%s"' % kv for kv in labels.items())
-    pat = re.compile(r"^%s\{%s\} (\S+)$" % (re.escape(name), re.escape(want)), re.M)
+    lab = r"\{%s\}" % re.escape(want) if labels else ""
+    pat = re.compile(r"^%s%s (\S+)$" % (re.escape(name), lab), re.M)
     m = pat.search(text)
     return float(m.group(1)) if m else 0.0
 
@@ -1089,6 +1090,49 @@ class GatewayTest(unittest.TestCase):
         self.assertMetric(gw, len(results) + 4, "credito_gateway_requests_total",
                           route="/predict", status="200")
         self.assertMetric(gw, 0, "credito_gateway_upstream_errors_total", code="UNAVAILABLE")
+
+    def test_61_concurrent_requests_share_calls_and_keep_their_own_answers(self):
+        """Requests that wait together go to the predictor in one PredictBatch call; each still
+        gets the answer for its own applicant and its own request id, never a neighbour's."""
+        pred = self.predictor()
+        gw = self.gateway(pred, flags=["--upstream-calls", "1", "--upstream-timeout", "20s"])
+        n = 24
+        # Each applicant differs (duration, amount), so their probabilities differ; the answer
+        # each should get is the one it gets alone.
+        bodies = [applicant(duration=6 + 2 * i, credit_amount=1000 + 250 * i) for i in range(n)]
+        alone = [self.predict(gw, b).json()["probability"] for b in bodies]
+        self.assertEqual(len(set(alone)), n, "the applicants are not told apart")
+        m0 = self.metrics(gw)
+        calls0 = metric(m0, "credito_gateway_upstream_calls_total")
+        reqs0 = metric(m0, "credito_gateway_upstream_call_requests_total")
+        # Freeze the predictor so the requests pile up behind the one call in flight.
+        os.kill(pred.pid, signal.SIGSTOP)
+        self.addCleanup(lambda: pred.alive() and os.kill(pred.pid, signal.SIGCONT))
+        out = [None] * n
+
+        def one(i):
+            out[i] = self.predict(gw, bodies[i], headers=["X-Request-ID: coalesce-%d" % i],
+                                  timeout=30)
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        time.sleep(1.0)
+        os.kill(pred.pid, signal.SIGCONT)
+        for t in threads:
+            t.join(40)
+        for i, r in enumerate(out):
+            self.assertStatus(r, 200)
+            j = r.json()
+            self.assertEqual(j["request_id"], "coalesce-%d" % i)
+            self.assertEqual(r.header("x-request-id"), "coalesce-%d" % i)
+            self.assertEqual(j["probability"], alone[i], "request %d got another's answer" % i)
+            self.check_prediction(j)
+        m1 = self.metrics(gw)
+        calls = metric(m1, "credito_gateway_upstream_calls_total") - calls0
+        reqs = metric(m1, "credito_gateway_upstream_call_requests_total") - reqs0
+        self.assertEqual(reqs, n)
+        self.assertLessEqual(calls, 3, "%d requests took %d calls: they did not go together"
+                             % (n, calls))
 
     # =========================================================================================
     # metrics and logs (the main gateway, after the cases above)
