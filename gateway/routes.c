@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "answer.h"
 #include "body.h"
 #include "credito/v1/predictor.pb-c.h"
 #include "gw.h"
@@ -350,11 +351,15 @@ static void finish_one(struct gw *g, struct gw_req *req, struct gw_resp *r,
     return;
   }
   note_version(g, resp->model_version);
+  cm_buf_reset(&r->text);
+  if (gw_answer_predict(&r->text, rr->prediction, req->request_id, resp->model_name,
+                        resp->model_version, resp->model_alias)) {
+    cm_buf_reset(&r->text);
+    gw_resp_detail(r, 502, json_string("The predictor's answer cannot be written as JSON"));
+    return;
+  }
   r->status = 200;
-  r->json = prediction_json(rr->prediction);
-  json_object_set_new(r->json, "request_id", json_string(req->request_id));
-  json_object_set_new(r->json, "model", model_json(resp->model_name, resp->model_version,
-                                                   resp->model_alias));
+  r->content_type = "application/json";
 }
 
 /* /predict/batch's answer from its rows of the batch, in order. */
@@ -388,7 +393,7 @@ void gw_route_finish(struct gw *g, struct gw_req *req, struct gw_resp *r)
     finish_batch(g, req, r, c->p.batch->resp, c->p.first, c->p.n);
   else
     finish_one(g, req, r, c->p.batch->resp, c->p.first);
-  if (!r->json && r->status == 200)
+  if (!r->json && !r->text.len && r->status == 200)
     gw_resp_detail(r, 500, json_string("out of memory"));
   gw_call_free(c);
   req->call = NULL;

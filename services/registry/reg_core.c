@@ -96,52 +96,98 @@ const char *registry_tmp_dir(const registry *r)
 
 /* ---- loading ---- */
 
+#define SKIPPED_SHOWN 20 /* skipped keys the summary line names */
+
 struct load_ctx {
   registry *r;
   size_t docs, skipped;
-  int rc;                 /* the store's error, which aborts the load */
+  json_t *skipped_keys;   /* the first SKIPPED_SHOWN skipped keys, for the summary */
+  int rc;                 /* the store's error or out of memory, which aborts the load */
   struct cm_error *err;
 };
+
+/* Logs and counts a document that is not served. */
+static void load_skip(struct load_ctx *lc, const char *key, const struct reg_doc_key *k,
+                      const struct cm_error *why)
+{
+  cm_log(CM_LOG_ERROR, "skipping a registry document", "key=%s error=%s", key, why->msg);
+  if (k)
+    reg_load_skipped(lc->r, k);
+  if (json_array_size(lc->skipped_keys) < SKIPPED_SHOWN)
+    json_array_append_new(lc->skipped_keys, json_string(key));
+  lc->skipped++;
+}
 
 static int load_one(void *ctx, const char *key, const struct store_stat *st)
 {
   struct load_ctx *lc = ctx;
+  struct reg_doc_key k;
   struct cm_buf buf;
   struct cm_error e;
-  json_error_t jerr;
-  json_t *doc;
+  json_t *doc = NULL;
   size_t n = strlen(key);
   int rc;
 
   (void)st;
   if (n < 5 || strcmp(key + n - 5, ".json") != 0)
     return 0;
+  if (reg_doc_key_parse(key, &k, &e)) {
+    load_skip(lc, key, NULL, &e);
+    return 0;
+  }
   cm_buf_init(&buf, REG_DOC_MAX);
   rc = store_get(lc->r->st, key, REG_DOC_MAX, &buf, &e);
-  if (rc == CM_E_UNAVAILABLE || rc == CM_E_PERMISSION || rc == CM_E_IO) {
+  if (rc == CM_E_UNAVAILABLE || rc == CM_E_PERMISSION || rc == CM_E_IO || rc == CM_E_NOMEM) {
     cm_buf_cleanup(&buf);
     lc->rc = rc;
     *lc->err = e;
     return rc; /* the store itself is failing: stop and retry later */
   }
-  doc = rc ? NULL : json_loadb(buf.data, buf.len, JSON_REJECT_DUPLICATES, &jerr);
+  if (!rc)
+    rc = reg_doc_parse(key, (const char *)buf.data, buf.len, NULL, &doc, &e);
   cm_buf_cleanup(&buf);
-  if (!doc || !json_is_object(doc) || reg_load_doc(lc->r, key, doc, &e)) {
-    cm_log(CM_LOG_ERROR, "skipping a registry document", "key=%s error=%s", key,
-           rc ? e.msg : !doc ? jerr.text : !json_is_object(doc) ? "not a JSON object" : e.msg);
-    lc->skipped++;
-  } else {
-    lc->docs++;
-  }
+  if (!rc)
+    rc = reg_load_doc(lc->r, &k, doc, &e);
   json_decref(doc);
+  if (rc == CM_E_NOMEM) {
+    /* not the document's fault: fail the load, which is retried, rather than serve less */
+    lc->rc = cm_error_set(lc->err, rc, "loading %s: %s", key, e.msg);
+    return rc;
+  }
+  if (rc)
+    load_skip(lc, key, &k, &e);
+  else
+    lc->docs++;
   return 0;
+}
+
+/* One line that names what was skipped, for an operator who reads only the summary. */
+static void load_report(const struct load_ctx *lc)
+{
+  char keys[4096];
+  size_t used = 0, i;
+  json_t *key;
+
+  keys[0] = '\0';
+  json_array_foreach(lc->skipped_keys, i, key) {
+    int w = snprintf(keys + used, sizeof(keys) - used, "%s%s", i ? " " : "",
+                     json_string_value(key));
+
+    if (w < 0 || (size_t)w >= sizeof(keys) - used)
+      break;
+    used += (size_t)w;
+  }
+  cm_log(CM_LOG_WARN, "registry documents skipped", "count=%zu keys=%s more=%zu", lc->skipped,
+         keys, lc->skipped - i);
 }
 
 int registry_load(registry *r, struct cm_error *err)
 {
-  struct load_ctx lc = {r, 0, 0, 0, err};
+  struct load_ctx lc = {r, 0, 0, json_array(), 0, err};
   int rc;
 
+  if (!lc.skipped_keys)
+    return cm_error_set(err, CM_E_NOMEM, "out of memory");
   pthread_rwlock_wrlock(&r->lock);
   json_object_clear(r->experiments);
   json_object_clear(r->runs);
@@ -155,18 +201,21 @@ int registry_load(registry *r, struct cm_error *err)
     rc = store_list(r->st, "registry/", load_one, &lc, err);
   if (!rc && lc.rc)
     rc = lc.rc;
-  if (!rc) {
-    reg_load_finish(r);
+  if (!rc)
+    rc = reg_load_finish(r, err);
+  if (!rc)
     atomic_store(&r->ready, true);
-  }
   pthread_rwlock_unlock(&r->lock);
   pthread_mutex_lock(&r->load_mu);
   if (rc)
     r->load_err = *err;
   pthread_mutex_unlock(&r->load_mu);
+  if (!rc && lc.skipped)
+    load_report(&lc);
   if (!rc)
     cm_log(CM_LOG_INFO, "registry loaded", "store=%s documents=%zu skipped=%zu events=%llu",
            store_url(r->st), lc.docs, lc.skipped, (unsigned long long)r->event_seq);
+  json_decref(lc.skipped_keys);
   return rc;
 }
 
@@ -357,8 +406,10 @@ long registry_watch(registry *r, const char *name, const char *alias, registry_w
     json_array_foreach(aliases, i, a)
       if (w->alias && strcmp(reg_str(a, "alias"), w->alias) == 0)
         v = reg_int(a, "version");
-    if (v > 0)
-      json_object_set_new(snap, "version", reg_version_view(entry, v));
+    json_t *view = v > 0 ? reg_version_view(entry, v) : NULL; /* none for a skipped version */
+
+    if (view)
+      json_object_set_new(snap, "version", view);
   }
   if (snap)
     fn(ctx, snap);

@@ -1,6 +1,7 @@
 /* Inside the registry: the state, the store layout, and helpers shared by the operation files
- * (reg_core.c: load, persist, audit, watch; reg_runs.c: experiments and runs; reg_models.c:
- * datasets, models, versions, aliases, lineage, events). */
+ * (reg_core.c: load, persist, audit, watch; reg_doc.c: checking a document read back from the
+ * store; reg_runs.c: experiments and runs; reg_models.c: datasets, models, versions, aliases,
+ * lineage, events). */
 #ifndef CREDITO_REG_INT_H
 #define CREDITO_REG_INT_H
 
@@ -22,6 +23,7 @@
 #define REG_PAGE_DEFAULT 100
 #define REG_PAGE_MAX 1000
 #define REG_DOC_MAX (64u * 1024 * 1024) /* a metadata document read at load */
+#define REG_VERSION_MAX 9999999999LL    /* the highest version number REG_KEY_VERSION can name */
 
 struct reg_watch {
   long id;                 /* from registry_watch */
@@ -39,7 +41,9 @@ struct registry {
   json_t *experiments;         /* experiment_id -> Experiment */
   json_t *runs;                /* run_id -> Run (params, metrics, tags, inputs, artifacts) */
   json_t *datasets;            /* name -> md5 -> DatasetVersion */
-  json_t *models;              /* name -> {"model": RegisteredModel, "versions": [ModelVersion]} */
+  json_t *models;              /* name -> {"model": RegisteredModel, "versions": [ModelVersion]},
+                                * versions in order; a number up to the model's latest_version
+                                * that has no entry was missing or corrupt in the store */
   json_t *events;              /* the audit log, oldest first */
   uint64_t event_seq;          /* the last audit event's number */
   atomic_bool ready;           /* a load succeeded */
@@ -123,9 +127,60 @@ int reg_op_delete_alias(registry *, const json_t *, const char *, json_t **, str
 int reg_op_get_lineage(registry *, const json_t *, const char *, json_t **, struct cm_error *);
 int reg_op_list_events(registry *, const json_t *, const char *, json_t **, struct cm_error *);
 
-/* Loading helpers: each takes one parsed document found at key. */
-int reg_load_doc(registry *r, const char *key, json_t *doc, struct cm_error *err);
-/* After every document is in: sorts versions, derives latest versions. */
-void reg_load_finish(registry *r);
+/* The kind of a registry document, from its key. */
+enum reg_doc_kind {
+  REG_DOC_EXPERIMENT, /* registry/experiments/<id>.json: an Experiment */
+  REG_DOC_RUN,        /* registry/runs/<run_id>.json: a Run */
+  REG_DOC_DATASET,    /* registry/datasets/<name>/<md5>.json: a DatasetVersion */
+  REG_DOC_MODEL,      /* registry/models/<name>/model.json: a RegisteredModel */
+  REG_DOC_VERSION,    /* registry/models/<name>/versions/<10 digits>.json: a ModelVersion */
+  REG_DOC_EVENT,      /* registry/events/<20 digits>.json: an audit Event */
+};
+
+/* What a document's key says about it. */
+struct reg_doc_key {
+  enum reg_doc_kind kind;
+  char name[256];   /* experiment or run id, dataset or model name, or the event number's text */
+  char md5[33];     /* a dataset version's md5 */
+  long long number; /* a model version's or an event's number (from 1) */
+};
+
+/* Takes a registry document's key (borrowed) apart into *k. Returns 0, or CM_E_CORRUPT with err
+ * saying why: not a key of a known kind ("registry/notes/x.json", a key without ".json"), or a
+ * kind whose name, md5 or number segment breaks the rules the registry writes by (names as
+ * registry_check_name, versions as exactly 10 digits from 1, events as 20). */
+int reg_doc_key_parse(const char *key, struct reg_doc_key *k, struct cm_error *err);
+
+/*
+ * Checks the document found at key (borrowed), whose bytes are text[0..len) (borrowed, need not
+ * be NUL-terminated; the caller caps len, REG_DOC_MAX at load). On success returns 0 and sets
+ * *doc to a new JSON object that the caller decrefs: the document as the registry keeps it, with
+ * the lists it appends to (a run's params, metrics, tags, inputs and artifacts, a model's
+ * aliases) made [] when absent or null. k (may be NULL) gets the key's parts whenever the key
+ * parsed, even if the document then fails.
+ *
+ * Fails with *doc NULL and err set: CM_E_CORRUPT naming what is wrong (the key, as
+ * reg_doc_key_parse; "not JSON: line L column C: ..."; "not a JSON object"; "not a
+ * credito.v1.Run: expected array at $.metrics": the document does not convert to the message it
+ * is served as, the same conversion every reply makes, unknown members ignored; "missing run_id"
+ * or "run_id 'x' does not match the key's 'y'"; a version number that is not an integer or out
+ * of 0..REG_VERSION_MAX; a run artifact whose blob key is not a files/md5/ key), or CM_E_NOMEM.
+ * Touches no registry and no store.
+ */
+int reg_doc_parse(const char *key, const char *text, size_t len, struct reg_doc_key *k,
+                  json_t **doc, struct cm_error *err);
+
+/* Files one document that reg_doc_parse accepted (doc borrowed; the state takes a reference).
+ * Caller holds the write lock. Returns 0 or CM_E_NOMEM. */
+int reg_load_doc(registry *r, const struct reg_doc_key *k, json_t *doc, struct cm_error *err);
+
+/* Remembers a skipped document's number, so that nothing new is ever written over it: an event
+ * number is never handed out again, and a version number stays taken (answering DATA_LOSS)
+ * even if it was the model's highest. Caller holds the write lock. */
+void reg_load_skipped(registry *r, const struct reg_doc_key *k);
+
+/* After every document is in: orders each model's versions and sets its latest_version to the
+ * highest number any of its documents names. Returns 0 or CM_E_NOMEM. */
+int reg_load_finish(registry *r, struct cm_error *err);
 
 #endif

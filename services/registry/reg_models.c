@@ -291,19 +291,50 @@ int reg_op_list_registered_models(registry *r, const json_t *req, const char *ca
   return rc;
 }
 
-json_t *reg_version_view(const json_t *entry, long long version)
+/* The stored record of a version (borrowed), or NULL if the number has none. */
+static json_t *version_find(const json_t *entry, long long version)
 {
-  json_t *v = json_array_get(json_object_get(entry, "versions"), (size_t)(version - 1));
-  json_t *view = v ? json_copy(v) : NULL, *names = json_array(), *a;
+  const json_t *versions = json_object_get(entry, "versions");
+  size_t lo = 0, hi = json_array_size(versions);
+
+  /* ordered by number, with gaps where a document was missing or corrupt */
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    long long v = reg_int(json_array_get(versions, mid), "version");
+
+    if (v == version)
+      return json_array_get(versions, mid);
+    if (v < version)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return NULL;
+}
+
+/* A version record as served: a copy with the model's current aliases for it. */
+static json_t *version_view(const json_t *entry, const json_t *v)
+{
+  long long version = reg_int(v, "version");
+  json_t *view = json_copy((json_t *)v), *names = json_array(), *a;
   size_t i;
 
   json_array_foreach(json_object_get(json_object_get(entry, "model"), "aliases"), i, a)
     if (reg_int(a, "version") == version)
       json_array_append(names, json_object_get(a, "alias"));
-  if (view)
-    json_object_set(view, "aliases", names);
+  if (view && (!names || json_object_set(view, "aliases", names))) {
+    json_decref(view);
+    view = NULL;
+  }
   json_decref(names);
   return view;
+}
+
+json_t *reg_version_view(const json_t *entry, long long version)
+{
+  const json_t *v = version_find(entry, version);
+
+  return v ? version_view(entry, v) : NULL;
 }
 
 /* Resolves a ModelRef (name with version, alias, or neither for the latest) to a version
@@ -330,8 +361,12 @@ static int resolve(registry *r, const json_t *ref, json_t **entry, long long *ve
   } else if (!v) {
     v = reg_int(json_object_get(*entry, "model"), "latest_version");
   }
-  if (v <= 0 || (size_t)v > json_array_size(json_object_get(*entry, "versions")))
+  if (v <= 0 || v > reg_int(json_object_get(*entry, "model"), "latest_version"))
     return cm_error_set(err, CM_E_NOTFOUND, "model '%s' has no version %lld",
+                        reg_str(ref, "name"), v);
+  if (!version_find(*entry, v)) /* skipped at load: the number stays taken */
+    return cm_error_set(err, CM_E_CORRUPT, "version %lld of model '%s' is missing or corrupt in "
+                        "the store (" REG_KEY_VERSION ")", v, reg_str(ref, "name"),
                         reg_str(ref, "name"), v);
   *version = v;
   return 0;
@@ -492,14 +527,16 @@ int reg_op_get_model_version(registry *r, const json_t *req, const char *caller,
 int reg_op_list_model_versions(registry *r, const json_t *req, const char *caller,
                                json_t **resp, struct cm_error *err)
 {
-  json_t *entry, *all = json_array();
+  json_t *entry, *versions, *all = json_array();
   int rc;
 
   (void)caller;
   pthread_rwlock_rdlock(&r->lock);
   rc = model_entry(r, reg_str(req, "name"), &entry, err);
-  for (size_t i = json_array_size(json_object_get(entry, "versions")); !rc && i > 0; i--)
-    json_array_append_new(all, reg_version_view(entry, (long long)i));
+  versions = json_object_get(entry, "versions");
+  /* newest first; a version skipped at load is not listed */
+  for (size_t i = json_array_size(versions); !rc && i > 0; i--)
+    json_array_append_new(all, version_view(entry, json_array_get(versions, i - 1)));
   if (!rc)
     rc = reg_page(req, all, "versions", resp, err);
   else
@@ -701,70 +738,74 @@ int reg_op_list_events(registry *r, const json_t *req, const char *caller, json_
 
 /* ---- loading ---- */
 
-/* Splits key after prefix into up to 3 '/'-separated parts. */
-static int key_parts(const char *key, const char *prefix, char parts[3][300])
-{
-  const char *p = key + strlen(prefix);
-  int n = 0;
-
-  if (strncmp(key, prefix, strlen(prefix)) != 0)
-    return 0;
-  while (*p && n < 3) {
-    const char *slash = strchr(p, '/');
-    size_t len = slash ? (size_t)(slash - p) : strlen(p);
-
-    if (len >= 300)
-      return 0;
-    memcpy(parts[n], p, len);
-    parts[n][len] = '\0';
-    n++;
-    p += len + (slash ? 1 : 0);
-    if (!slash)
-      break;
-  }
-  return *p ? 0 : n;
-}
-
+/* The entry of model name, made if absent ("model" null until its document is filed). */
 static json_t *model_slot(registry *r, const char *name)
 {
   json_t *entry = json_object_get(r->models, name);
 
-  if (!entry) {
-    entry = json_pack("{s:n, s:[]}", "model", "versions");
-    json_object_set_new(r->models, name, entry);
-  }
+  if (!entry && !json_object_set_new(r->models, name, json_pack("{s:n, s:[]}", "model",
+                                                                "versions")))
+    entry = json_object_get(r->models, name);
   return entry;
 }
 
-int reg_load_doc(registry *r, const char *key, json_t *doc, struct cm_error *err)
+/* Raises the highest version number seen under a model's keys (until reg_load_finish). */
+static void model_seen(json_t *entry, long long version)
 {
-  char parts[3][300];
-  int n;
+  if (version > reg_int(entry, "seen"))
+    json_object_set_new(entry, "seen", json_integer(version));
+}
 
-  if ((n = key_parts(key, "registry/experiments/", parts)) == 1 && reg_str(doc, "experiment_id")[0])
-    return json_object_set(r->experiments, reg_str(doc, "experiment_id"), doc);
-  if ((n = key_parts(key, "registry/runs/", parts)) == 1 && reg_str(doc, "run_id")[0] &&
-      json_is_array(json_object_get(doc, "metrics")))
-    return json_object_set(r->runs, reg_str(doc, "run_id"), doc);
-  if ((n = key_parts(key, "registry/datasets/", parts)) == 2 && reg_str(doc, "name")[0]) {
-    json_t *byname = json_object_get(r->datasets, reg_str(doc, "name"));
+int reg_load_doc(registry *r, const struct reg_doc_key *k, json_t *doc, struct cm_error *err)
+{
+  json_t *slot = NULL;
+  int rc = -1;
 
-    if (!byname)
-      json_object_set_new(r->datasets, reg_str(doc, "name"), byname = json_object());
-    return json_object_set(byname, reg_str(json_object_get(doc, "blob"), "md5"), doc);
+  switch (k->kind) {
+  case REG_DOC_EXPERIMENT:
+    rc = json_object_set(r->experiments, k->name, doc);
+    break;
+  case REG_DOC_RUN:
+    rc = json_object_set(r->runs, k->name, doc);
+    break;
+  case REG_DOC_DATASET:
+    slot = json_object_get(r->datasets, k->name);
+    if (!slot && !json_object_set_new(r->datasets, k->name, json_object()))
+      slot = json_object_get(r->datasets, k->name);
+    rc = slot ? json_object_set(slot, k->md5, doc) : -1;
+    break;
+  case REG_DOC_MODEL:
+    slot = model_slot(r, k->name);
+    rc = slot ? json_object_set(slot, "model", doc) : -1;
+    break;
+  case REG_DOC_VERSION:
+    slot = model_slot(r, k->name);
+    rc = slot ? json_array_append(json_object_get(slot, "versions"), doc) : -1;
+    if (!rc)
+      model_seen(slot, k->number);
+    break;
+  case REG_DOC_EVENT:
+    if ((unsigned long long)k->number > r->event_seq)
+      r->event_seq = (unsigned long long)k->number;
+    rc = json_array_append(r->events, doc);
+    break;
   }
-  if ((n = key_parts(key, "registry/models/", parts)) == 2 && strcmp(parts[1], "model.json") == 0)
-    return json_object_set(model_slot(r, parts[0]), "model", doc);
-  if (n == 3 && strcmp(parts[1], "versions") == 0 && reg_int(doc, "version") > 0)
-    return json_array_append(json_object_get(model_slot(r, parts[0]), "versions"), doc);
-  if ((n = key_parts(key, "registry/events/", parts)) == 1 && reg_str(doc, "event_id")[0]) {
-    unsigned long long seq = strtoull(reg_str(doc, "event_id"), NULL, 10);
+  return rc ? cm_error_set(err, CM_E_NOMEM, "out of memory") : 0;
+}
 
-    if (seq > r->event_seq)
-      r->event_seq = seq;
-    return json_array_append(r->events, doc);
-  }
-  return cm_error_set(err, CM_E_CORRUPT, "not a registry document of a known kind");
+void reg_load_skipped(registry *r, const struct reg_doc_key *k)
+{
+  json_t *slot;
+
+  if (k->kind == REG_DOC_EVENT && (unsigned long long)k->number > r->event_seq)
+    r->event_seq = (unsigned long long)k->number;
+  /* A model whose only documents are corrupt is still listed, so its numbers stay taken and a
+   * resolve names the bad key; its model document is rebuilt (without aliases) at finish. */
+  if (k->kind != REG_DOC_VERSION)
+    return;
+  slot = model_slot(r, k->name);
+  if (slot)
+    model_seen(slot, k->number);
 }
 
 static int cmp_version(const void *a, const void *b)
@@ -775,32 +816,59 @@ static int cmp_version(const void *a, const void *b)
   return (x > y) - (x < y);
 }
 
-void reg_load_finish(registry *r)
+/* The highest version number a model's documents name: its versions' keys (loaded or skipped),
+ * its stored latest_version (a version document is written before the model document counts
+ * it), and its aliases. */
+static long long model_top(const json_t *entry)
+{
+  const json_t *model = json_object_get(entry, "model"), *a;
+  long long top = reg_int(entry, "seen");
+  size_t i;
+
+  if (reg_int(model, "latest_version") > top)
+    top = reg_int(model, "latest_version");
+  json_array_foreach(json_object_get(model, "aliases"), i, a)
+    if (reg_int(a, "version") > top)
+      top = reg_int(a, "version");
+  return top;
+}
+
+int reg_load_finish(registry *r, struct cm_error *err)
 {
   const char *name;
   void *tmp;
   json_t *entry;
 
   json_object_foreach_safe(r->models, tmp, name, entry) {
-    json_t *versions = json_object_get(entry, "versions");
-    size_t n = json_array_size(versions), kept = 0;
+    json_t *versions = json_object_get(entry, "versions"), *model = json_object_get(entry, "model");
+    size_t n = json_array_size(versions);
     json_t **v = malloc((n + 1) * sizeof(*v)), *sorted = json_array();
+    long long top;
+    int rc = v && sorted ? 0 : -1;
 
-    if (json_is_null(json_object_get(entry, "model"))) {
-      /* versions without their model document: keep them visible under a rebuilt model */
-      json_object_set_new(entry, "model", model_new(name, NULL));
+    /* versions without their model document: keep them visible under a rebuilt model */
+    if (!rc && json_is_null(model)) {
+      model = model_new(name, NULL);
+      rc = json_object_set_new(entry, "model", model);
     }
-    for (size_t i = 0; v && i < n; i++)
+    for (size_t i = 0; !rc && i < n; i++)
       v[i] = json_array_get(versions, i);
-    if (v)
+    if (!rc)
       qsort(v, n, sizeof(*v), cmp_version);
-    /* Versions are numbered 1..N with no gap; a gap ends what is served. */
-    for (size_t i = 0; v && i < n && reg_int(v[i], "version") == (long long)kept + 1; i++, kept++)
-      json_array_append(sorted, v[i]);
+    for (size_t i = 0; !rc && i < n; i++)
+      rc = json_array_append(sorted, v[i]);
+    if (!rc)
+      rc = json_object_set(entry, "versions", sorted);
     free(v);
-    json_object_set_new(entry, "versions", sorted);
-    if (reg_int(json_object_get(entry, "model"), "latest_version") != (long long)kept)
-      json_object_set_new(json_object_get(entry, "model"), "latest_version",
-                          json_integer((json_int_t)kept));
+    json_decref(sorted);
+    /* A missing or corrupt version leaves a gap, not an end: the versions after it (and the
+     * aliases on them) are served, and no number is handed out twice. */
+    top = model_top(entry);
+    json_object_del(entry, "seen");
+    if (!rc && reg_int(model, "latest_version") != top)
+      rc = json_object_set_new(model, "latest_version", json_integer((json_int_t)top));
+    if (rc)
+      return cm_error_set(err, CM_E_NOMEM, "out of memory");
   }
+  return 0;
 }

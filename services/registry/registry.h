@@ -26,8 +26,11 @@ registry *registry_new(store *st, const struct registry_opts *opts, struct cm_er
 void registry_free(registry *r);
 
 /* Rebuilds the state from the store: every document under registry/. A document that cannot be
- * read or parsed is logged by key and skipped; everything else is served. Returns 0, or the
- * store's error (then the caller retries: nothing is served until a load succeeds). */
+ * read, or fails reg_doc_parse's checks (its key's kind, JSON, its identity, its conversion to
+ * the message it is served as), is logged by key and skipped, and the load's summary names the
+ * skipped keys; everything else is served, versions after a skipped one included. Returns 0, or
+ * the store's error or CM_E_NOMEM (then the caller retries: nothing is served until a load
+ * succeeds). */
 int registry_load(registry *r, struct cm_error *err);
 
 /* True once a load succeeded. */
