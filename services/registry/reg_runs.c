@@ -555,6 +555,38 @@ int registry_artifact_blob(registry *r, const char *run_id, const char *path, js
   return rc;
 }
 
+/* The recorded size of blob if it is the one at key. */
+static bool blob_match(const json_t *blob, const char *key, uint64_t *size)
+{
+  const json_t *n = json_object_get(blob, "size");
+
+  if (strcmp(reg_str(blob, "key"), key) != 0 || !(json_is_integer(n) || json_is_string(n)) ||
+      reg_int(blob, "size") < 0)
+    return false;
+  *size = (uint64_t)reg_int(blob, "size");
+  return true;
+}
+
+bool registry_blob_size(registry *r, const char *key, uint64_t *size)
+{
+  const char *id, *name, *md5;
+  json_t *run, *a, *byname, *ds;
+  bool found = false;
+  size_t i;
+
+  pthread_rwlock_rdlock(&r->lock);
+  json_object_foreach(r->runs, id, run)
+    json_array_foreach(json_object_get(run, "artifacts"), i, a)
+      if (!found)
+        found = blob_match(json_object_get(a, "blob"), key, size);
+  json_object_foreach(r->datasets, name, byname)
+    json_object_foreach(byname, md5, ds)
+      if (!found)
+        found = blob_match(json_object_get(ds, "blob"), key, size);
+  pthread_rwlock_unlock(&r->lock);
+  return found;
+}
+
 static int edit_artifact(registry *r, json_t *run, const json_t *req, struct cm_error *err)
 {
   json_t *arts = json_object_get(run, "artifacts"), *a;

@@ -70,6 +70,10 @@ int registry_run_exists(registry *r, const char *run_id, struct cm_error *err);
 int registry_artifact_blob(registry *r, const char *run_id, const char *path, json_t **blob,
                            struct cm_error *err);
 
+/* The size the registry recorded for the blob at key (borrowed): an artifact of any run, or a
+ * dataset version's bytes. True with *size set, false if no record names that key. */
+bool registry_blob_size(registry *r, const char *key, uint64_t *size);
+
 /* Model events for WatchModel: fn(ctx, event) gets each ModelEvent as JSON (borrowed) of model
  * name (and alias, if not NULL/empty) from now on; the first call, made before this returns,
  * is a SNAPSHOT of the current state. Returns a watch id for registry_unwatch, or a negative

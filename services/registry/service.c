@@ -1,8 +1,10 @@
 /* credito.v1.Registry over gRPC: unary calls go request -> JSON -> operation -> JSON -> response
  * (the registry's records are JSON documents); uploads spool to a local file while their
  * digests are computed, then go to the store before their record; downloads stream from the
- * store with backpressure; WatchModel streams model events. */
+ * store with backpressure, checking the bytes against their size and content address (DATA_LOSS
+ * if the store lost or changed them); WatchModel streams model events. */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -343,6 +345,9 @@ static void call_cancelled(rpc_call *call)
 struct download {
   rpc_call *call;
   bool artifact;
+  EVP_MD_CTX *md5;        /* of every byte streamed, checked against the content address */
+  const char *run_id;     /* the artifact asked for by run and path (borrowed), or "" */
+  const char *path;
 };
 
 static int download_sink(void *ctx, const void *data, size_t len)
@@ -351,6 +356,8 @@ static int download_sink(void *ctx, const void *data, size_t len)
   Credito__V1__DownloadArtifactResponse a = CREDITO__V1__DOWNLOAD_ARTIFACT_RESPONSE__INIT;
   Credito__V1__GetDatasetBytesResponse b = CREDITO__V1__GET_DATASET_BYTES_RESPONSE__INIT;
 
+  if (!EVP_DigestUpdate(d->md5, data, len))
+    return CM_E_INTERNAL;
   while (len > 0) {
     size_t n = len < CHUNK ? len : CHUNK;
     int rc;
@@ -403,10 +410,70 @@ static int download_blob(struct reg_service *rs, rpc_call *call, const ProtobufC
   return 0;
 }
 
+/* Logs and sets DATA_LOSS for a blob whose bytes are not what was stored; the message (whose
+ * size is capped) names the key and the run, the log line also the artifact's path. */
+static int download_corrupt(struct download *d, const char *key, struct cm_error *err,
+                            const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static int download_corrupt(struct download *d, const char *key, struct cm_error *err,
+                            const char *fmt, ...)
+{
+  char why[CM_ERROR_MSG_SIZE];
+  va_list ap;
+
+  va_start(ap, fmt);
+  vsnprintf(why, sizeof(why), fmt, ap);
+  va_end(ap);
+  if (d->run_id[0])
+    cm_error_set(err, CM_E_CORRUPT, "blob %s (run %s) %s", key, d->run_id, why);
+  else
+    cm_error_set(err, CM_E_CORRUPT, "blob %s %s", key, why);
+  cm_log(CM_LOG_ERROR, "corrupt blob in the store", "key=%s method=%s run_id=%s path=%s error=%s",
+         key, method_name(d->call), d->run_id, d->path, err->msg);
+  return err->code;
+}
+
+/* The store's size of the blob against the size the registry recorded, if it recorded one. */
+static int download_size_check(struct reg_service *rs, struct download *d, const json_t *blob,
+                               uint64_t stored, struct cm_error *err)
+{
+  const char *key = jstr(blob, "key");
+  const json_t *n = json_object_get(blob, "size");
+  uint64_t recorded;
+  bool known = json_is_integer(n) && json_integer_value(n) >= 0;
+
+  if (known)
+    recorded = (uint64_t)json_integer_value(n);
+  else
+    known = registry_blob_size(rs->r, key, &recorded);
+  if (!known || recorded == stored)
+    return 0;
+  return download_corrupt(d, key, err, "is truncated or replaced: %llu bytes in the store, %llu "
+                          "recorded", (unsigned long long)stored, (unsigned long long)recorded);
+}
+
+/* The md5 of what was streamed against the content address (files/md5/<2>/<30>). */
+static int download_md5_check(struct download *d, const char *key, struct cm_error *err)
+{
+  unsigned char dig[EVP_MAX_MD_SIZE];
+  unsigned n = 0;
+  char got[33] = "", want[33];
+
+  if (strlen(key) != 43 || strncmp(key, "files/md5/", 10) != 0)
+    return 0; /* not a content address (cannot be: downloads and loads check keys) */
+  snprintf(want, sizeof(want), "%.2s%s", key + 10, key + 13);
+  if (!EVP_DigestFinal_ex(d->md5, dig, &n) || n != 16)
+    return cm_error_set(err, CM_E_INTERNAL, "cannot compute md5");
+  hex(dig, n, got);
+  if (strcmp(got, want) == 0)
+    return 0;
+  return download_corrupt(d, key, err, "is corrupt: the store's bytes have md5 %s", got);
+}
+
 static void download_start(rpc_call *call, const ProtobufCMessage *req)
 {
   struct reg_service *rs = rpc_call_service(call);
-  struct download d = {call, strcmp(method_name(call), "DownloadArtifact") == 0};
+  struct download d = {call, strcmp(method_name(call), "DownloadArtifact") == 0, NULL, "", ""};
   Credito__V1__DownloadArtifactResponse a = CREDITO__V1__DOWNLOAD_ARTIFACT_RESPONSE__INIT;
   Credito__V1__GetDatasetBytesResponse b = CREDITO__V1__GET_DATASET_BYTES_RESPONSE__INIT;
   Credito__V1__Blob hb = CREDITO__V1__BLOB__INIT;
@@ -418,9 +485,24 @@ static void download_start(rpc_call *call, const ProtobufCMessage *req)
   if (not_ready(rs, call))
     return;
   cm_error_clear(&err);
+  if (d.artifact) {
+    const Credito__V1__DownloadArtifactRequest *m = (const void *)req;
+
+    if (!(m->key && m->key[0])) { /* by run and path, which the errors name */
+      d.run_id = m->run_id;
+      d.path = m->path;
+    }
+  }
   rc = download_blob(rs, call, req, d.artifact, &blob, &err);
   if (!rc)
     rc = store_head(registry_store(rs->r), jstr(blob, "key"), &st, &err);
+  if (!rc)
+    rc = download_size_check(rs, &d, blob, st.size, &err);
+  if (!rc) {
+    d.md5 = EVP_MD_CTX_new();
+    if (!d.md5 || !EVP_DigestInit_ex(d.md5, EVP_md5(), NULL))
+      rc = cm_error_set(&err, CM_E_NOMEM, "out of memory");
+  }
   if (!rc) {
     hb.key = (char *)jstr(blob, "key");
     hb.size = (int64_t)st.size;
@@ -436,6 +518,10 @@ static void download_start(rpc_call *call, const ProtobufCMessage *req)
   }
   if (!rc)
     rc = store_get_stream(registry_store(rs->r), hb.key, download_sink, &d, &st, &err);
+  /* The bytes already went out: a mismatch ends the stream with DATA_LOSS instead of OK. */
+  if (!rc)
+    rc = download_md5_check(&d, hb.key, &err);
+  EVP_MD_CTX_free(d.md5);
   json_decref(blob);
   if (rc)
     rpc_call_fail(call, &err);
