@@ -5,7 +5,8 @@ checked), Debian's awscli reads what it wrote, and creditoctl drives it as a per
 
 Covers issue 3's "Done means": the happy path on both backends (s3:// and file://), awscli
 reading the bytes and the JSON, restart, kill -9 mid-upload, the store down and wrong
-credentials, bad input, 16 concurrent writers, and WatchModel.
+credentials, bad input, 16 concurrent writers, and WatchModel; and a store damaged behind the
+registry's back (corrupt documents skipped by key, damaged blobs answering DATA_LOSS).
 
 Run: /usr/bin/python3 tests/integration/test_registry.py [BUILD_DIR] [unittest args]
      (or CREDITO_BUILD_DIR=BUILD_DIR; default build/ in the checkout)
@@ -1437,6 +1438,189 @@ class WatchModelTest(RegistryTest):
                 pass
             self.assertIsNotNone(watch.error)
             self.assertEqual(watch.error.code(), C.UNAVAILABLE, watch.error.details())
+
+
+# ---------------------------------------------------------------------------------------------
+# 8. A corrupt store: bad metadata documents and damaged blobs, put there behind the registry's
+#    back with awscli. The registry starts, names each bad one, and serves everything else.
+
+class CorruptStoreBase(RegistryTest):
+    backend = "s3"
+
+    def put_object(self, key, data):
+        """Writes data at key in the bucket with awscli, as someone editing the store would."""
+        path = os.path.join(self.tmp, "upload.bin")
+        with open(path, "wb") as f:
+            f.write(data)
+        self.s3.aws("s3", "cp", "--only-show-errors", path, "s3://%s/%s" % (H.BUCKET, key))
+
+    def get_object(self, key):
+        return self.s3.aws("s3", "cp", "s3://%s/%s" % (H.BUCKET, key), "-").stdout
+
+    def version_key(self, name, n):
+        return "registry/models/%s/versions/%010d.json" % (name, n)
+
+    def stream_until_error(self, method, req):
+        """(messages received, the RpcError) of a download that must fail."""
+        got = 0
+        try:
+            for _ in self.c.stream(method, req):
+                got += 1
+        except grpc.RpcError as e:
+            return got, e
+        self.fail("%s ended with OK" % method)
+
+
+class CorruptDocumentsTest(CorruptStoreBase):
+    def test_bad_documents_are_skipped_by_key(self):
+        self.tmp, url, env, self.s3 = self.new_store()
+        reg = self.registry(url, env)
+        c = H.Client(reg.target)
+        R = cpb().ModelRef
+        exp = c("CreateExperiment", name="kept").experiment_id
+        good_run = c("CreateRun", experiment_id=exp, run_name="good").run_id
+        c("LogMetrics", run_id=good_run, metrics=[cpb().Metric(key="auc", value=0.8)])
+        doomed = c("CreateRun", run_name="doomed").run_id
+        typo = c("CreateRun", run_name="typo").run_id
+        ds = b"a,class\n1,good\n"
+        c.put_bytes(ds)
+        c("CreateDatasetVersion", name="d", md5=H.md5_hex(ds), size=len(ds))
+        arts = [c.upload_artifact(good_run, "m%d.pb" % i, b"model %d" % i) for i in (1, 2, 3)]
+        for a in arts:
+            c("CreateModelVersion", name="m", run_id=good_run, artifact_key=a.blob.key)
+        c("CreateModelVersion", name="other", run_id=good_run, artifact_key=arts[0].blob.key)
+        c("SetAlias", name="m", alias="champion", version=3)
+        c("SetAlias", name="m", alias="old", version=1)
+        c("SetAlias", name="m", alias="broken", version=2)
+        v3_doc = self.get_object(self.version_key("m", 3))
+        events = len(c.all_events())
+        c.close()
+        self.assertEqual(reg.stop(), 0)
+
+        # Behind the registry's back: a run that is not JSON, a version whose number is text, a
+        # run whose metric is a string (it loaded before, then failed every ListRuns), and two
+        # documents under keys of no known kind.
+        v2 = json.loads(self.get_object(self.version_key("m", 2)))
+        v2["version"] = "x"
+        run = json.loads(self.get_object("registry/runs/%s.json" % typo))
+        run["metrics"] = ["0.9"]
+        bad = {"registry/runs/%s.json" % doomed: b'{"run_id": "' + doomed.encode() + b'", "para',
+               self.version_key("m", 2): json.dumps(v2).encode(),
+               "registry/runs/%s.json" % typo: json.dumps(run).encode(),
+               "registry/notes/readme.json": b'{"note": "not the registry\'s"}',
+               "registry/models/m/extra.json": b"{}"}
+        for key, data in bad.items():
+            self.put_object(key, data)
+
+        reg = self.registry(url, env)
+        c = self.client(reg.target)
+        # Each bad document is logged by key with its reason; the summary names them all.
+        skipped = {r["key"]: r["error"] for r in reg.proc.logged("skipping a registry document")}
+        self.assertEqual(sorted(skipped), sorted(bad), reg.proc.stderr())
+        self.assertIn("not JSON", skipped["registry/runs/%s.json" % doomed])
+        self.assertIn("credito.v1.ModelVersion", skipped[self.version_key("m", 2)])
+        self.assertIn("$.version", skipped[self.version_key("m", 2)])
+        self.assertIn("$.metrics[0]", skipped["registry/runs/%s.json" % typo])
+        self.assertIn("known kind", skipped["registry/notes/readme.json"])
+        summary = reg.proc.logged("registry documents skipped")
+        self.assertEqual(len(summary), 1, reg.proc.stderr())
+        self.assertEqual((summary[0]["count"], summary[0]["more"]), (len(bad), 0))
+        self.assertEqual(sorted(summary[0]["keys"].split()), sorted(bad))
+        self.assertEqual(reg.proc.logged("registry loaded")[0]["skipped"], len(bad))
+
+        # Everything else is served, lists included.
+        self.assertEqual([r.run_id for r in c("ListRuns").runs], [good_run])
+        self.assertEqual([(m.key, m.value) for m in c("GetRun", run_id=good_run).metrics],
+                         [("auc", 0.8)])
+        for gone in (doomed, typo):
+            self.assertRpcError(C.NOT_FOUND, c, "GetRun", run_id=gone, contains=gone)
+        self.assertEqual(sorted(e.name for e in c("ListExperiments").experiments),
+                         ["default", "kept"])
+        self.assertEqual([v.blob.md5 for v in c("ListDatasetVersions").versions], [H.md5_hex(ds)])
+        self.assertEqual([m.name for m in c("ListRegisteredModels").models], ["m", "other"])
+        self.assertEqual(len(c.all_events()), events)
+
+        # Version 2 is a gap, not an end: version 3 and the aliases on it are still served.
+        m = c("GetRegisteredModel", name="m")
+        self.assertEqual(m.latest_version, 3)
+        self.assertEqual(sorted((a.alias, a.version) for a in m.aliases),
+                         [("broken", 2), ("champion", 3), ("old", 1)])
+        self.assertEqual([v.version for v in c("ListModelVersions", name="m").versions], [3, 1])
+        self.assertEqual(c("ResolveModel", model=R(name="m", alias="champion")).artifact_key,
+                         arts[2].blob.key)
+        self.assertEqual(c("ResolveModel", model=R(name="m")).version, 3, "latest")
+        self.assertEqual(c("GetModelVersion", name="m", version=1).aliases, ["old"])
+        for call in (lambda: c("GetModelVersion", name="m", version=2),
+                     lambda: c("ResolveModel", model=R(name="m", alias="broken"))):
+            self.assertRpcError(C.DATA_LOSS, call, contains=self.version_key("m", 2))
+        self.assertRpcError(C.NOT_FOUND, c, "GetModelVersion", name="m", version=4)
+
+        # A new version never takes a number that is in the store, good or bad.
+        v4 = c("CreateModelVersion", name="m", run_id=good_run, artifact_key=arts[0].blob.key)
+        self.assertEqual(v4.version, 4)
+        self.assertEqual(self.get_object(self.version_key("m", 3)), v3_doc)
+        self.assertEqual(self.get_object(self.version_key("m", 2)), bad[self.version_key("m", 2)])
+        self.assertEqual(int(c.all_events()[-1].event_id), events + 1)
+
+
+class CorruptBlobTest(CorruptStoreBase):
+    def test_damaged_blobs_answer_data_loss(self):
+        self.tmp, url, env, self.s3 = self.new_store()
+        reg = self.registry(url, env)
+        c = self.c = self.client(reg.target)
+        run = c("CreateRun").run_id
+        rng = random.Random(7)
+        data = {name: rng.randbytes(n) for name, n in
+                (("cut.pb", 200000), ("flipped.pb", 150000), ("fine.pb", 100000))}
+        arts = {name: c.upload_artifact(run, name, b) for name, b in data.items()}
+        ds = b"a,class\n" + b"".join(b"%d,good\n" % i for i in range(1000))
+        c.put_bytes(ds)
+        c("CreateDatasetVersion", name="d", md5=H.md5_hex(ds), size=len(ds))
+        Req = pb().DownloadArtifactRequest
+
+        # Truncated: the size in the store differs from the recorded one, refused before a byte.
+        cut = arts["cut.pb"].blob.key
+        self.put_object(cut, data["cut.pb"][:1000])
+        got, err = self.stream_until_error("DownloadArtifact", Req(run_id=run, path="cut.pb"))
+        self.assertEqual((err.code(), got), (C.DATA_LOSS, 0), err.details())
+        for s in (cut, "truncated", "(run %s)" % run, "1000 bytes in the store, 200000 recorded"):
+            self.assertIn(s, err.details())
+        self.assertRpcError(C.DATA_LOSS, c.download, "DownloadArtifact", Req(key=cut),
+                            contains=(cut, "truncated"))
+        # Altered in place, same size: the md5 of what was streamed is not the content address,
+        # so the stream ends with DATA_LOSS instead of OK.
+        flipped = arts["flipped.pb"].blob.key
+        bad = bytearray(data["flipped.pb"])
+        bad[70000] ^= 1
+        self.put_object(flipped, bytes(bad))
+        got, err = self.stream_until_error("DownloadArtifact", Req(run_id=run, path="flipped.pb"))
+        self.assertEqual(err.code(), C.DATA_LOSS, err.details())
+        self.assertGreater(got, 1, "the header and the chunks went out before the check")
+        self.assertIn(flipped, err.details())
+        self.assertIn("corrupt", err.details())
+        self.assertRpcError(C.DATA_LOSS, c.download, "DownloadArtifact", Req(key=flipped),
+                            contains=flipped)
+        dkey = H.blob_key(H.md5_hex(ds))
+        self.put_object(dkey, ds.replace(b"good", b"bad!", 1))
+        self.assertRpcError(C.DATA_LOSS, c.download, "GetDatasetBytes",
+                            pb().GetDatasetBytesRequest(md5=H.md5_hex(ds)), contains=dkey)
+        want = {(cut, "cut.pb"), (cut, ""), (flipped, "flipped.pb"), (flipped, ""), (dkey, "")}
+
+        def logged():  # the status may arrive before the line is read from the pipe
+            return {(r["key"], r["path"]) for r in reg.proc.logged("corrupt blob in the store")}
+        H.wait_until(lambda: logged() == want, 5)
+        self.assertEqual(logged(), want)
+
+        # Everything else still works.
+        h, body = c.download("DownloadArtifact", Req(run_id=run, path="fine.pb"))
+        self.assertTrue(body == data["fine.pb"])
+        self.assertEqual(h.size, len(data["fine.pb"]))
+        self.assertEqual(sorted(a.path for a in c("GetRun", run_id=run).artifacts),
+                         sorted(data))
+        ok = b"fresh bytes"
+        c.put_bytes(ok)
+        self.assertEqual(c.download("GetDatasetBytes",
+                                    pb().GetDatasetBytesRequest(md5=H.md5_hex(ok)))[1], ok)
 
 
 # ---------------------------------------------------------------------------------------------
