@@ -1,6 +1,8 @@
 /* body: JSON request bodies to Predictor features, with FastAPI's 422 error shapes. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "body.h"
@@ -10,11 +12,22 @@ json_t *body_parse(const char *text, size_t len, json_t **detail)
 {
   json_error_t e;
   json_t *v = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &e);
+  char why[sizeof e.text];
+
   if (v)
     return v;
+  /* jansson quotes the bytes near the error, which may be anything (a cut UTF-8 sequence, a
+   * NUL): only printable ASCII goes into the answer (found by gateway_body_fuzzer). */
+  for (size_t i = 0; i < sizeof why; i++) {
+    unsigned char c = (unsigned char)e.text[i];
+    why[i] = c == 0 ? '\0' : c < 0x20 || c >= 0x7F ? '?' : (char)c;
+    if (!c)
+      break;
+  }
+  why[sizeof why - 1] = '\0';
   *detail = json_pack("[{s:s, s:[s,i], s:s, s:{}, s:{s:s}}]", "type", "json_invalid", "loc",
                       "body", (json_int_t)e.position, "msg", "JSON decode error", "input", "ctx",
-                      "error", e.text);
+                      "error", why);
   return NULL;
 }
 
@@ -195,4 +208,197 @@ int body_applicant(const json_t *obj, const Credito__V1__Schema *schema, const j
   *out = fp;
   *n = used;
   return bad ? CM_E_INVALID : 0;
+}
+
+/* ---- the fast path: a flat object read in place ---- */
+
+struct scan {
+  const char *p, *end;
+};
+
+static void skip_ws(struct scan *s)
+{
+  while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
+    s->p++;
+}
+
+/* A plain string: printable ASCII without quotes or escapes. *str, *len point into the text. */
+static bool plain_string(struct scan *s, const char **str, size_t *len)
+{
+  const char *q;
+
+  if (s->p >= s->end || *s->p != '"')
+    return false;
+  for (q = s->p + 1; q < s->end && *q != '"'; q++)
+    if ((unsigned char)*q < 0x20 || (unsigned char)*q >= 0x7F || *q == '\\')
+      return false;
+  if (q >= s->end)
+    return false;
+  *str = s->p + 1;
+  *len = (size_t)(q - s->p - 1);
+  s->p = q + 1;
+  return true;
+}
+
+static bool digit(char c)
+{
+  return c >= '0' && c <= '9';
+}
+
+/* A JSON number read as jansson reads it: an integer (no fraction, no exponent) through
+ * strtoll, refused on overflow as jansson refuses it; a real through strtod, refused when it
+ * overflows to an infinity. */
+static bool plain_number(struct scan *s, double *out)
+{
+  const char *q = s->p;
+  char buf[64], *endp;
+  bool real = false;
+  size_t n;
+
+  if (q < s->end && *q == '-')
+    q++;
+  if (q >= s->end || !digit(*q))
+    return false;
+  if (*q == '0')
+    q++;
+  else
+    while (q < s->end && digit(*q))
+      q++;
+  if (q < s->end && *q == '.') {
+    real = true;
+    if (++q >= s->end || !digit(*q))
+      return false;
+    while (q < s->end && digit(*q))
+      q++;
+  }
+  if (q < s->end && (*q == 'e' || *q == 'E')) {
+    real = true;
+    if (++q < s->end && (*q == '+' || *q == '-'))
+      q++;
+    if (q >= s->end || !digit(*q))
+      return false;
+    while (q < s->end && digit(*q))
+      q++;
+  }
+  n = (size_t)(q - s->p);
+  if (n >= sizeof buf)
+    return false; /* long numbers: the full path */
+  memcpy(buf, s->p, n);
+  buf[n] = '\0';
+  errno = 0;
+  if (real) {
+    *out = strtod(buf, &endp);
+    if (errno == ERANGE && isinf(*out))
+      return false;
+  } else {
+    long long v = strtoll(buf, &endp, 10);
+    if (errno == ERANGE)
+      return false;
+    *out = (double)v;
+  }
+  if (endp != buf + n)
+    return false;
+  s->p = q;
+  return true;
+}
+
+int body_applicant_fast(const char *text, size_t len, const Credito__V1__Schema *schema,
+                        cm_arena *a, Credito__V1__Feature ***out, size_t *n)
+{
+  size_t cap = schema->n_features, used = 0;
+  struct scan s = {text, text + len};
+  Credito__V1__Feature *f;
+  Credito__V1__Feature **fp;
+  Credito__V1__FeatureValue *v;
+  unsigned char seen[256];
+
+  if (cap > sizeof seen)
+    return CM_E_INVALID;
+  memset(seen, 0, cap);
+  skip_ws(&s);
+  if (s.p >= s.end || *s.p++ != '{')
+    return CM_E_INVALID;
+  f = cm_arena_calloc(a, cap + 1, sizeof *f);
+  fp = cm_arena_calloc(a, cap + 1, sizeof *fp);
+  v = cm_arena_calloc(a, cap + 1, sizeof *v);
+  if (!f || !fp || !v)
+    return CM_E_NOMEM;
+  skip_ws(&s);
+  if (s.p < s.end && *s.p == '}') {
+    s.p++;
+  } else {
+    for (;;) {
+      const Credito__V1__FeatureSpec *spec = NULL;
+      const char *key, *str;
+      size_t klen, slen, k = 0;
+
+      skip_ws(&s);
+      if (!plain_string(&s, &key, &klen))
+        return CM_E_INVALID;
+      for (k = 0; k < cap; k++) {
+        const char *name = schema->features[k]->name;
+        if (strncmp(name, key, klen) == 0 && name[klen] == '\0')
+          break;
+      }
+      if (k == cap || seen[k]) /* unknown, or given twice: the full path */
+        return CM_E_INVALID;
+      seen[k] = 1;
+      spec = schema->features[k];
+      skip_ws(&s);
+      if (s.p >= s.end || *s.p++ != ':')
+        return CM_E_INVALID;
+      skip_ws(&s);
+      credito__v1__feature_value__init(&v[used]);
+      if (s.p < s.end && *s.p == 'n') {
+        if (s.end - s.p < 4 || memcmp(s.p, "null", 4) != 0 || spec->required)
+          return CM_E_INVALID;
+        s.p += 4;
+        v[used].value_case = CREDITO__V1__FEATURE_VALUE__VALUE_MISSING;
+        v[used].missing = 1;
+      } else if (spec->kind == CREDITO__V1__FEATURE_KIND__FEATURE_KIND_NUMERIC) {
+        if (!plain_number(&s, &v[used].number))
+          return CM_E_INVALID;
+        v[used].value_case = CREDITO__V1__FEATURE_VALUE__VALUE_NUMBER;
+      } else {
+        if (!plain_string(&s, &str, &slen))
+          return CM_E_INVALID;
+        if (spec->unknown_category != CREDITO__V1__UNKNOWN_CATEGORY__UNKNOWN_CATEGORY_IGNORE) {
+          size_t c;
+          for (c = 0; c < spec->n_categories; c++)
+            if (strncmp(spec->categories[c], str, slen) == 0 && spec->categories[c][slen] == 0)
+              break;
+          if (c == spec->n_categories)
+            return CM_E_INVALID;
+        }
+        v[used].value_case = CREDITO__V1__FEATURE_VALUE__VALUE_TEXT;
+        v[used].text = cm_arena_strndup(a, str, slen);
+        if (!v[used].text)
+          return CM_E_NOMEM;
+      }
+      credito__v1__feature__init(&f[used]);
+      f[used].name = spec->name;
+      f[used].value = &v[used];
+      fp[used] = &f[used];
+      used++;
+      skip_ws(&s);
+      if (s.p < s.end && *s.p == ',') {
+        s.p++;
+        continue;
+      }
+      if (s.p < s.end && *s.p == '}') {
+        s.p++;
+        break;
+      }
+      return CM_E_INVALID;
+    }
+  }
+  skip_ws(&s);
+  if (s.p != s.end)
+    return CM_E_INVALID;
+  for (size_t k = 0; k < cap; k++)
+    if (schema->features[k]->required && !seen[k])
+      return CM_E_INVALID;
+  *out = fp;
+  *n = used;
+  return 0;
 }

@@ -4,7 +4,10 @@
  * schema says), or yields at most BODY_MAX_ERRORS 422 entries, each with type, loc, msg and
  * input; a JSON list is mapped row by row as /predict/batch does. The schema mimics German
  * Credit: required numbers, a required category under the reject policy, one under ignore, and
- * an optional number. */
+ * an optional number.
+ * The fast path (body_applicant_fast, which reads a flat object in place) is checked against
+ * the full path differentially: whatever it accepts, the full path accepts with the very same
+ * features, in the same order, with bit-identical numbers and equal texts. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -74,6 +77,46 @@ static void check_one(const json_t *obj, const Credito__V1__Schema *schema, cons
   cm_arena_free(a);
 }
 
+/* The fast path's answer must be the full path's whenever it gives one. */
+static void check_fast(const uint8_t *data, size_t size, const Credito__V1__Schema *schema)
+{
+  cm_arena *a = cm_arena_new(0), *b = cm_arena_new(0);
+  Credito__V1__Feature **f = NULL, **g = NULL;
+  json_t *detail = NULL, *doc, *loc;
+  size_t n = 0, m = 0;
+  int rc;
+
+  if (!a || !b)
+    abort();
+  rc = body_applicant_fast((const char *)data, size, schema, a, &f, &n);
+  if (rc == 0) {
+    doc = body_parse((const char *)data, size, &detail);
+    if (!doc)
+      abort(); /* the fast path took what jansson refuses */
+    loc = json_pack("[s]", "body");
+    detail = json_array();
+    if (body_applicant(doc, schema, loc, b, &g, &m, detail) != 0 || m != n)
+      abort();
+    for (size_t i = 0; i < n; i++) {
+      const Credito__V1__FeatureValue *x = f[i]->value, *y = g[i]->value;
+      if (strcmp(f[i]->name, g[i]->name) != 0 || x->value_case != y->value_case)
+        abort();
+      if (x->value_case == CREDITO__V1__FEATURE_VALUE__VALUE_NUMBER &&
+          memcmp(&x->number, &y->number, sizeof x->number) != 0)
+        abort();
+      if (x->value_case == CREDITO__V1__FEATURE_VALUE__VALUE_TEXT && strcmp(x->text, y->text) != 0)
+        abort();
+    }
+    json_decref(loc);
+    json_decref(detail);
+    json_decref(doc);
+  } else if (rc != CM_E_INVALID && rc != CM_E_NOMEM) {
+    abort();
+  }
+  cm_arena_free(a);
+  cm_arena_free(b);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
   Credito__V1__FeatureSpec specs[5] = {
@@ -89,6 +132,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
   schema.features = ptrs;
   schema.n_features = 5;
+  check_fast(data, size, &schema);
   doc = body_parse((const char *)data, size, &detail);
   if (!doc) {
     if (json_array_size(detail) != 1)
