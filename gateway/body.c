@@ -305,7 +305,7 @@ static bool plain_number(struct scan *s, double *out)
 int body_applicant_fast(const char *text, size_t len, const Credito__V1__Schema *schema,
                         cm_arena *a, Credito__V1__Feature ***out, size_t *n)
 {
-  size_t cap = schema->n_features, used = 0;
+  size_t cap = schema->n_features, used = 0, next = 0;
   struct scan s = {text, text + len};
   Credito__V1__Feature *f;
   Credito__V1__Feature **fp;
@@ -335,13 +335,19 @@ int body_applicant_fast(const char *text, size_t len, const Credito__V1__Schema 
       skip_ws(&s);
       if (!plain_string(&s, &key, &klen))
         return CM_E_INVALID;
+      /* Clients mostly send the features in the schema's order: look after the last one
+       * first, then round from the start. */
       for (k = 0; k < cap; k++) {
-        const char *name = schema->features[k]->name;
-        if (strncmp(name, key, klen) == 0 && name[klen] == '\0')
+        size_t at = (next + k) % cap;
+        const char *name = schema->features[at]->name;
+        if (name[0] == key[0] && strncmp(name, key, klen) == 0 && name[klen] == '\0') {
+          k = at;
           break;
+        }
       }
       if (k == cap || seen[k]) /* unknown, or given twice: the full path */
         return CM_E_INVALID;
+      next = k + 1;
       seen[k] = 1;
       spec = schema->features[k];
       skip_ws(&s);
