@@ -4,7 +4,8 @@
 # fixed JSON body of the same size under the same wrk settings (the ceiling of HTTP on this
 # machine), and the gateway's resident memory. Builds a Release tree in build-bench/; everything
 # else (store, cache, dataset copy, key file, nginx prefix, logs) lives in a temporary folder.
-# Needs wrk, nginx and curl. Usage: bench/run_gateway.sh [SECONDS]
+# Needs wrk, nginx and curl. Usage: bench/run_gateway.sh [SECONDS]; CREDITO_GATEWAY_FLAGS adds
+# gateway flags (for example "--upstream-calls 1 --threads 2").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
@@ -44,7 +45,8 @@ CREDITO_API_KEY=$(sed -n 1p "$tmp/key")
 sed -n 2p "$tmp/key" >"$tmp/keys"
 # Rate limits off: the benchmark sends far more than any client may.
 $b/gateway/credito-gateway --listen 127.0.0.1:0 --predictors "$pred" --api-keys-file "$tmp/keys" \
-  --rate-limit-key '' --rate-limit-ip '' --log-level warn 2>"$tmp/gateway.log" &
+  --rate-limit-key '' --rate-limit-ip '' --log-level warn ${CREDITO_GATEWAY_FLAGS:-} \
+  2>"$tmp/gateway.log" &
 gw_pid=$!
 pids+=("$gw_pid")
 gw=http://127.0.0.1:$(port_of $gw_pid)
