@@ -3,8 +3,8 @@
 # Usage: tests/fuzz/run_fuzz.sh BUILD_DIR SECONDS [target...]   (default: every *_fuzzer.c)
 # BUILD_DIR is a -DCREDITO_FUZZ=ON build. Each target fuzzes a scratch copy of its committed
 # corpus (libFuzzer writes new inputs into its first folder); logs, grown corpora and crash
-# files go under $FUZZ_WORK (default: a fresh temporary folder). Exits 1 if any target
-# crashed, leaked, ran out of memory or timed out.
+# files go under $FUZZ_WORK (default: a temporary folder, removed if every target passed).
+# Exits 1 if any target crashed, leaked, ran out of memory or timed out.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 [ $# -ge 2 ] || { echo "usage: $0 BUILD_DIR SECONDS [target...]" >&2; exit 2; }
@@ -42,4 +42,5 @@ for t in "${targets[@]}"; do
   printf '%-22s %5s %11s %7s %6s %6s %9s  %s\n' "$t" "$secs" "${execs:--}" "${rate:--}" \
     "${cov:--}" "${ft:--}" "$n_in/$(find "$dir/corpus" -type f | wc -l)" "$result"
 done
+[ -n "${FUZZ_WORK:-}" ] || [ "$failed" -ne 0 ] || rm -rf "$work"
 exit $failed
