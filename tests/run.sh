@@ -13,6 +13,19 @@ cmake --build build -j"$jobs"
 echo "== tests =="
 (cd build && ctest --output-on-failure -j"$jobs" --timeout 300)
 
+# A short libFuzzer run (15 s a target) over the committed corpora; only the fuzz targets are
+# built, so the step takes about two and a half minutes on 2 cores.
+if command -v clang >/dev/null 2>&1; then
+  echo "== fuzz (libFuzzer, 15 s per target) =="
+  cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCREDITO_FUZZ=ON \
+    -DCMAKE_C_COMPILER=clang >/dev/null
+  cmake --build build-fuzz -j"$jobs" --target \
+    $(basename -s .c tests/fuzz/*_fuzzer.c)
+  tests/fuzz/run_fuzz.sh build-fuzz 15
+else
+  echo "== fuzz: skipped, no clang on PATH =="
+fi
+
 if [ "${1:-}" != "--no-sanitize" ]; then
   echo "== build (ASan + UBSan) =="
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCREDITO_SANITIZE=ON >/dev/null
