@@ -47,7 +47,7 @@ int main(int argc, char **argv)
   size_t nopts = sizeof(opts) / sizeof(opts[0]);
   struct rpc_server_opts so;
   struct rpc_channel_opts co = {0};
-  struct served_slot slot = {0};
+  struct served_slot slot;
   struct source_opts src_o = {0};
   struct pred_opts po = {0};
   struct ready_ctx ready = {NULL};
@@ -60,6 +60,9 @@ int main(int argc, char **argv)
   long timeout_ms = 0, max_batch = 0, max_features = 0, max_artifact = 0;
   int rc;
 
+  /* Field by field: clang rejects {0} for a struct whose first member is an atomic pointer. */
+  atomic_init(&slot.cur, NULL);
+  atomic_init(&slot.entering, 0);
   cm_error_clear(&err);
   rc = svc_config("credito-predictor", "serves a registered model's verified artifact", opts,
                   nopts, argc, argv, &so, &err);
