@@ -22,7 +22,9 @@ Covers issue 6's "Done means":
 - abuse: slowloris closed after --idle-timeout without blocking others, connections per IP
   capped, headers over --max-header-bytes refused (431);
 - two predictors behind one gateway, one SIGKILLed under 8 requests in flight: no failed
-  request.
+  request;
+- 24 requests sent while the predictor is frozen go in at most 3 PredictBatch calls, and each
+  still gets its own applicant's answer and its own request id.
 
 Cases whose comment says "found by this test" pin gateway bugs this test found and that were
 fixed: a body over the cap that never ends, an unbounded 422, an empty limit string refused, a
