@@ -351,6 +351,23 @@ def ctl_json(target, *args, **kw):
                              % (" ".join(map(str, args)), e, p.stdout[:500]))
 
 
+def established_to(port):
+    """How many ESTABLISHED TCP connections on this host have remote port `port` (gRPC's
+    sockets are dual-stack: IPv4 peers show in tcp6 as ::ffff:a.b.c.d)."""
+    n = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = f.readlines()[1:]
+        except OSError:
+            continue
+        for line in rows:
+            cols = line.split()
+            if cols[3] == "01" and int(cols[2].split(":")[1], 16) == port:
+                n += 1
+    return n
+
+
 def wait_until(fn, timeout, interval=0.1):
     """Calls fn until it returns a true value or timeout passes; returns the last value."""
     deadline = time.monotonic() + timeout

@@ -209,23 +209,6 @@ def raw_exchange(port, data, wait=3.0):
     return out
 
 
-def established_to(port):
-    """How many ESTABLISHED TCP connections on this host have remote port `port` (gRPC's
-    sockets are dual-stack: IPv4 peers show in tcp6 as ::ffff:a.b.c.d)."""
-    n = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as f:
-                rows = f.readlines()[1:]
-        except OSError:
-            continue
-        for line in rows:
-            cols = line.split()
-            if cols[3] == "01" and int(cols[2].split(":")[1], 16) == port:
-                n += 1
-    return n
-
-
 # ---- processes ----
 
 def server_argv(path, *args):
@@ -1054,8 +1037,9 @@ class GatewayTest(unittest.TestCase):
         gw = self.gateway(pa, pb)
         for i in range(4):
             self.assertStatus(self.predict(gw), 200)
-        self.assertTrue(H.wait_until(lambda: established_to(pa.port) and established_to(pb.port),
-                                     5), "the gateway is connected to both predictors")
+        self.assertTrue(H.wait_until(lambda: H.established_to(pa.port) and
+                                     H.established_to(pb.port), 5),
+                        "the gateway is connected to both predictors")
         stop = threading.Event()
         results = []  # (end time, status, curl rc, start of the body)
         lock = threading.Lock()

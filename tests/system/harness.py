@@ -442,23 +442,6 @@ def http_request(port, path, key=None, body=None, method="POST", timeout=10.0):
         conn.close()
 
 
-def established_to(port):
-    """How many ESTABLISHED TCP connections on this host have remote port `port` (gRPC's
-    sockets are dual-stack: IPv4 peers show in tcp6 as ::ffff:a.b.c.d)."""
-    n = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as f:
-                rows = f.readlines()[1:]
-        except OSError:
-            continue
-        for line in rows:
-            cols = line.split()
-            if cols[3] == "01" and int(cols[2].split(":")[1], 16) == port:
-                n += 1
-    return n
-
-
 def version_of(answers):
     return sorted({a.version for a in answers if a.status == 200})
 
@@ -468,5 +451,4 @@ def tail(text, n=40):
 
 
 __all__ = ["H", "procs", "Stack", "Part", "Load", "Answer", "http_request", "predictor_version",
-           "established_to",
            "version_of", "tail", "APPLICANT", "MODEL", "DATASET", "re"]

@@ -186,8 +186,8 @@ class FaultTest(unittest.TestCase):
                 load.wait_answers(100)
                 # The gateway is connected to both (after the last round's pause it reconnects
                 # to b), else the kill of a would leave it none.
-                self.assertTrue(H.wait_until(lambda: S.established_to(a.port) and
-                                             S.established_to(b.port), 10, 0.05),
+                self.assertTrue(H.wait_until(lambda: H.established_to(a.port) and
+                                             H.established_to(b.port), 10, 0.05),
                                 "round %d: the gateway is not connected to both" % rnd)
                 time.sleep(1.0)
                 a.kill()
