@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # bench/lib.sh: what the benchmark scripts share, sourced after `cd` to the repository root:
 # the temporary folder and process list cleaned up on exit, the port a silenced server listens
-# on, and a process's memory. Sets tmp and pids.
+# on, a process's memory, and starting the stack (train_champion, start_gateway). Sets tmp and
+# pids.
 tmp=$(mktemp -d)
 pids=()
 cleanup() {
@@ -56,4 +57,28 @@ train_champion() {
   "$ctl" --registry "$reg" dataset push "$tmp/credit-g.arff" --name credit-g >/dev/null
   "$ctl" --registry "$reg" --trainer "$trn" train credit-g --alias champion >"$tmp/train.log" \
     2>&1 || { cat "$tmp/train.log" >&2; exit 1; }
+}
+
+# Makes an API key (CREDITO_API_KEY, exported for wrk's script) and starts a gateway from $b in
+# front of PREDICTORS with the rest of the arguments as flags, then waits for /readyz 200. Sets
+# gw_pid and gw (its base URL).
+start_gateway() {
+  local predictors=$1
+  shift
+  $ctl apikey new --name bench >"$tmp/key" 2>/dev/null
+  export CREDITO_API_KEY
+  CREDITO_API_KEY=$(sed -n 1p "$tmp/key")
+  sed -n 2p "$tmp/key" >"$tmp/keys"
+  "$b/gateway/credito-gateway" --listen 127.0.0.1:0 --predictors "$predictors" \
+    --api-keys-file "$tmp/keys" --log-level warn "$@" 2>"$tmp/gateway.log" &
+  gw_pid=$!
+  pids+=("$gw_pid")
+  gw=http://127.0.0.1:$(port_of $gw_pid)
+  for _ in $(seq 300); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "$gw/readyz")" = 200 ] && return 0
+    sleep 0.1
+  done
+  echo "the gateway is not ready" >&2
+  cat "$tmp/gateway.log" >&2
+  exit 1
 }

@@ -38,24 +38,9 @@ pids+=("$pred_pid")
 pred=127.0.0.1:$(port_of $pred_pid)
 $bench "$pred" --wait-ready 30
 
-# Line 1 is the key for the client, line 2 NAME:SHA256 for the gateway's key file.
-$ctl apikey new --name bench >"$tmp/key" 2>/dev/null
-export CREDITO_API_KEY
-CREDITO_API_KEY=$(sed -n 1p "$tmp/key")
-sed -n 2p "$tmp/key" >"$tmp/keys"
 # Rate limits off: the benchmark sends far more than any client may.
-$b/gateway/credito-gateway --listen 127.0.0.1:0 --predictors "$pred" --api-keys-file "$tmp/keys" \
-  --rate-limit-key '' --rate-limit-ip '' --log-level warn ${CREDITO_GATEWAY_FLAGS:-} \
-  2>"$tmp/gateway.log" &
-gw_pid=$!
-pids+=("$gw_pid")
-gw=http://127.0.0.1:$(port_of $gw_pid)
-for _ in $(seq 300); do
-  [ "$(curl -s -o /dev/null -w '%{http_code}' "$gw/readyz")" = 200 ] && break
-  sleep 0.1
-done
-[ "$(curl -s -o /dev/null -w '%{http_code}' "$gw/readyz")" = 200 ] ||
-  { echo "the gateway is not ready" >&2; cat "$tmp/gateway.log" >&2; exit 1; }
+# shellcheck disable=SC2086  # CREDITO_GATEWAY_FLAGS is a list of flags
+start_gateway "$pred" --rate-limit-key '' --rate-limit-ip '' ${CREDITO_GATEWAY_FLAGS:-}
 
 # One real answer, with the Lua script's body and headers, sizes nginx's fixed body.
 lua=bench/gateway/predict.lua

@@ -32,23 +32,9 @@ for n in a b; do
   $bench "${preds[-1]}" --wait-ready 30
 done
 
-$ctl apikey new --name soak >"$tmp/key" 2>/dev/null
-export CREDITO_API_KEY
-CREDITO_API_KEY=$(sed -n 1p "$tmp/key")
-sed -n 2p "$tmp/key" >"$tmp/keys"
 # Limits on (the limiter runs on every request) but far above what wrk can send.
-$b/gateway/credito-gateway --listen 127.0.0.1:0 --predictors "${preds[0]},${preds[1]}" \
-  --api-keys-file "$tmp/keys" --rate-limit-key 100000000/minute \
-  --rate-limit-ip 100000000/minute --log-level warn 2>"$tmp/gateway.log" &
-gw_pid=$!
-pids+=("$gw_pid")
-gw=http://127.0.0.1:$(port_of $gw_pid)
-for _ in $(seq 300); do
-  [ "$(curl -s -o /dev/null -w '%{http_code}' "$gw/readyz")" = 200 ] && break
-  sleep 0.1
-done
-[ "$(curl -s -o /dev/null -w '%{http_code}' "$gw/readyz")" = 200 ] ||
-  { echo "the gateway is not ready" >&2; cat "$tmp/gateway.log" >&2; exit 1; }
+start_gateway "${preds[0]},${preds[1]}" --rate-limit-key 100000000/minute \
+  --rate-limit-ip 100000000/minute
 
 mems() {
   echo "  gateway:     $(mem_of "$gw_pid")"
