@@ -8,41 +8,15 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "arena.h"
 #include "body.h"
 #include "err.h"
+#include "live_blocks.h"
 #include "mem.h"
 
-/* Live blocks of the cm_mem allocator (jansson's too), to see a leak without a sanitizer. */
-static atomic_long live;
-
-static void *count_malloc(size_t n)
-{
-  void *p = malloc(n ? n : 1);
-  if (p)
-    atomic_fetch_add(&live, 1);
-  return p;
-}
-
-static void *count_realloc(void *p, size_t n)
-{
-  void *q = realloc(p, n ? n : 1);
-  if (q && !p)
-    atomic_fetch_add(&live, 1);
-  return q;
-}
-
-static void count_free(void *p)
-{
-  atomic_fetch_sub(&live, 1);
-  free(p);
-}
-
-static const struct cm_mem_hooks counting = {count_malloc, count_realloc, count_free};
 
 /* A cut-down German Credit schema: a required number, an optional number, a categorical feature
  * that rejects unknown categories. */
@@ -108,18 +82,18 @@ static void fail_each_allocation(const char *text)
   struct outcome want, got = {CM_E_NOMEM, 0, NULL};
   long n, before;
 
-  cm_mem_set_hooks(&counting);
+  cm_mem_set_hooks(&live_hooks);
   json_set_alloc_funcs(cm_malloc, cm_free);
-  before = atomic_load(&live);
+  before = live_blocks;
   want = map_body(text);
   assert_int_not_equal(want.rc, CM_E_NOMEM);
-  assert_int_equal(atomic_load(&live), before);
+  assert_int_equal(live_blocks, before);
   for (n = 0; got.rc == CM_E_NOMEM; n++) {
     assert_true(n < 100000);
     cm_mem_fail_after(n);
     got = map_body(text);
     cm_mem_fail_after(-1);
-    assert_int_equal(atomic_load(&live), before); /* nothing left behind, failing or not */
+    assert_int_equal(live_blocks, before); /* nothing left behind, failing or not */
     if (got.rc == CM_E_NOMEM)
       continue;
     /* A failure inside the echo of an input may shorten nothing else: same code, same list. */

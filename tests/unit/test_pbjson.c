@@ -14,6 +14,7 @@
 
 #include "arena.h"
 #include "err.h"
+#include "live_blocks.h"
 #include "mem.h"
 #include "pbjson.h"
 
@@ -538,39 +539,9 @@ static const char big_json[] =
     "\"value\":{"
     "\"number\":\"NaN\"}}],\"requestId\":\"q-0123456789\"}";
 
-/* Counts live blocks from the cm_mem allocator, which jansson also uses here, so the plain build
- * catches leaks too (ASan's leak check covers the sanitizer build). */
-static long live_blocks;
-
-static void *count_malloc(size_t n)
-{
-  void *p = malloc(n);
-
-  if (p)
-    live_blocks++;
-  return p;
-}
-
-static void *count_realloc(void *p, size_t n)
-{
-  void *q = realloc(p, n);
-
-  if (q && !p)
-    live_blocks++;
-  return q;
-}
-
-static void count_free(void *p)
-{
-  live_blocks--;
-  free(p);
-}
-
 static int group_setup(void **state)
 {
-  static const struct cm_mem_hooks hooks = {count_malloc, count_realloc, count_free};
-
-  cm_mem_set_hooks(&hooks);
+  cm_mem_set_hooks(&live_hooks);
   json_set_alloc_funcs(cm_malloc, cm_free);
   return 0;
 }

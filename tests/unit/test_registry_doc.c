@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "live_blocks.h"
 #include "mem.h"
 #include "reg_int.h"
 
@@ -23,40 +24,12 @@
 #define MD5 "0daa1fd2afaf51409c493fda2aacaf84"
 #define VKEY(n) "registry/models/m/versions/000000000" #n ".json"
 
-/* ---- counting allocator: jansson and cm_mem both go through it, so leaks show ---- */
-
-static long live_blocks;
-
-static void *count_malloc(size_t n)
-{
-  void *p = malloc(n);
-
-  if (p)
-    live_blocks++;
-  return p;
-}
-
-static void *count_realloc(void *p, size_t n)
-{
-  void *q = realloc(p, n);
-
-  if (q && !p)
-    live_blocks++;
-  return q;
-}
-
-static void count_free(void *p)
-{
-  live_blocks--;
-  free(p);
-}
+/* ---- jansson and cm_mem both through the counting hooks (live_blocks.h), so leaks show ---- */
 
 static int group_setup(void **state)
 {
-  static const struct cm_mem_hooks hooks = {count_malloc, count_realloc, count_free};
-
   (void)state;
-  cm_mem_set_hooks(&hooks);
+  cm_mem_set_hooks(&live_hooks);
   json_set_alloc_funcs(cm_malloc, cm_free);
   return 0;
 }
