@@ -7,7 +7,6 @@
  * on each side here) is paid once for all of them. */
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "credito/v1/predictor.pb-c.h"
 #include "gw.h"
@@ -24,13 +23,6 @@ struct gw_batcher {
   unsigned n_threads;
   pthread_t *threads;
 };
-
-static int64_t mono_ms(void)
-{
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
 
 void gw_batch_release(struct gw_batch *b)
 {
@@ -85,7 +77,7 @@ static void call(struct gw_batcher *bt, struct gw_pending *list, size_t n_rows)
   }
   req.n_rows = n_rows;
   req.request_id = (char *)list->request_id; /* the predictor logs the first request's id */
-  left = deadline - mono_ms();
+  left = deadline - gw_mono_ms();
   if (left <= 0)
     rc = cm_error_set(&err, CM_E_DEADLINE, "the deadline passed while the request waited");
   else

@@ -162,6 +162,9 @@ void gw_call_free(struct gw_call *c);
 void gw_openapi(struct gw_resp *r);
 void gw_docs(struct gw_resp *r);
 
+/* CLOCK_MONOTONIC in milliseconds (deadlines, the watchdog). */
+int64_t gw_mono_ms(void);
+
 /* Starts the HTTP server (threads inside libmicrohttpd). 0 or CM_E_* with err. */
 int gw_http_start(struct gw *g, struct cm_error *err);
 

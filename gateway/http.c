@@ -34,7 +34,7 @@ struct conn {
   struct gw_resp resp;
 };
 
-static int64_t mono_ms(void)
+int64_t gw_mono_ms(void)
 {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
@@ -273,7 +273,7 @@ static void track_mark(struct gw *g, struct MHD_Connection *c, bool reading)
     return;
   pthread_mutex_lock(&g->track_mu);
   t->reading = reading;
-  t->since_ms = mono_ms();
+  t->since_ms = gw_mono_ms();
   pthread_mutex_unlock(&g->track_mu);
 }
 
@@ -289,7 +289,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     if (!t)
       return;
     t->fd = ci->connect_fd;
-    t->since_ms = mono_ms();
+    t->since_ms = gw_mono_ms();
     t->reading = true;
     pthread_mutex_lock(&g->track_mu);
     t->next = g->tracked;
@@ -322,7 +322,7 @@ static void *watchdog_main(void *arg)
   struct timespec tick = {0, 200 * 1000000L};
 
   for (;;) {
-    int64_t now = mono_ms();
+    int64_t now = gw_mono_ms();
     pthread_mutex_lock(&g->track_mu);
     if (g->stopping) {
       pthread_mutex_unlock(&g->track_mu);

@@ -423,13 +423,6 @@ void gw_route_finish(struct gw *g, struct gw_req *req, struct gw_resp *r)
   req->call = NULL;
 }
 
-static int64_t mono_ms(void)
-{
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 static void route_predict(struct gw *g, struct gw_req *req, struct gw_resp *r, bool batch)
 {
   struct gw_info *gi = NULL;
@@ -458,7 +451,7 @@ static void route_predict(struct gw *g, struct gw_req *req, struct gw_resp *r, b
     if (c) {
       c->p.rows = rows;
       c->p.n = n;
-      c->p.deadline_ms = mono_ms() + g->cfg->upstream_timeout_ms;
+      c->p.deadline_ms = gw_mono_ms() + g->cfg->upstream_timeout_ms;
       c->p.request_id = req->request_id;
       c->p.done = call_done;
       c->a = a;
