@@ -7,11 +7,17 @@
  * on each side here) is paid once for all of them. */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "credito/v1/predictor.pb-c.h"
 #include "gw.h"
 #include "log.h"
 #include "mem.h"
+
+enum {
+  GW_UNAVAILABLE_RETRIES = 2, /* calls sent again after UNAVAILABLE, within the deadline */
+  GW_RETRY_PAUSE_MS = 10,     /* before the second of them */
+};
 
 struct gw_batcher {
   struct gw *g;
@@ -77,13 +83,25 @@ static void call(struct gw_batcher *bt, struct gw_pending *list, size_t n_rows)
   }
   req.n_rows = n_rows;
   req.request_id = (char *)list->request_id; /* the predictor logs the first request's id */
-  left = deadline - gw_mono_ms();
-  if (left <= 0)
-    rc = cm_error_set(&err, CM_E_DEADLINE, "the deadline passed while the request waited");
-  else
+  /* Scoring is a pure function, so a call that ends UNAVAILABLE is sent again, to the next
+   * predictor in the round, whatever happened on the wire. gRPC's own retry policy stops once a
+   * call is committed (the predictor died after taking it, mid-answer): these are for that. */
+  for (int attempt = 0;; attempt++) {
+    left = deadline - gw_mono_ms();
+    if (left <= 0) {
+      rc = cm_error_set(&err, CM_E_DEADLINE, attempt ? "the deadline passed while retrying"
+                                                     : "the deadline passed while the request waited");
+      break;
+    }
     rc = rpc_unary(bt->g->pred, "/credito.v1.Predictor/PredictBatch", &req.base,
                    &credito__v1__predict_batch_response__descriptor, left, b->a,
                    (ProtobufCMessage **)&b->resp, &err);
+    if (rc != CM_E_UNAVAILABLE || attempt == GW_UNAVAILABLE_RETRIES)
+      break;
+    gw_metrics_retry(bt->g->metrics);
+    if (attempt) /* give the balancer time to see the dead connection */
+      nanosleep(&(struct timespec){0, GW_RETRY_PAUSE_MS * 1000000L}, NULL);
+  }
   if (!rc && b->resp->n_results != n_rows)
     rc = cm_error_set(&err, CM_E_INTERNAL, "the predictor answered %zu rows for %zu",
                       b->resp->n_results, n_rows);

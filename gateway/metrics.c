@@ -23,6 +23,7 @@ struct gw_metrics {
   atomic_uint_fast64_t ratelimited[2];
   atomic_uint_fast64_t upstream[17];
   atomic_uint_fast64_t calls, call_requests, call_rows; /* PredictBatch calls and their load */
+  atomic_uint_fast64_t retries;                        /* calls sent again after UNAVAILABLE */
 };
 
 gw_metrics *gw_metrics_new(void)
@@ -68,6 +69,11 @@ void gw_metrics_ratelimited(gw_metrics *m, int scope)
 void gw_metrics_upstream_error(gw_metrics *m, int grpc_code)
 {
   atomic_fetch_add(&m->upstream[grpc_code >= 0 && grpc_code <= 16 ? grpc_code : 2], 1);
+}
+
+void gw_metrics_retry(gw_metrics *m)
+{
+  atomic_fetch_add(&m->retries, 1);
 }
 
 void gw_metrics_batch(gw_metrics *m, size_t requests, size_t rows)
@@ -158,9 +164,14 @@ int gw_metrics_render(gw_metrics *m, struct cm_buf *o)
                                 "# HELP credito_gateway_upstream_call_rows_total Applicant rows "
                                 "those calls carried.\n"
                                 "# TYPE credito_gateway_upstream_call_rows_total counter\n"
-                                "credito_gateway_upstream_call_rows_total %llu\n",
+                                "credito_gateway_upstream_call_rows_total %llu\n"
+                                "# HELP credito_gateway_upstream_retries_total Predictor calls "
+                                "sent again after UNAVAILABLE.\n"
+                                "# TYPE credito_gateway_upstream_retries_total counter\n"
+                                "credito_gateway_upstream_retries_total %llu\n",
                              (unsigned long long)atomic_load(&m->calls),
                              (unsigned long long)atomic_load(&m->call_requests),
-                             (unsigned long long)atomic_load(&m->call_rows));
+                             (unsigned long long)atomic_load(&m->call_rows),
+                             (unsigned long long)atomic_load(&m->retries));
   return rc;
 }

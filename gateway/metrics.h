@@ -41,6 +41,9 @@ void gw_metrics_ratelimited(gw_metrics *m, int scope);
 /* Counts one failed upstream call by its gRPC status code (0..16; others count as 2). */
 void gw_metrics_upstream_error(gw_metrics *m, int grpc_code);
 
+/* Counts one predictor call sent again after UNAVAILABLE. */
+void gw_metrics_retry(gw_metrics *m);
+
 /* Counts one PredictBatch call carrying requests HTTP requests and rows rows. */
 void gw_metrics_batch(gw_metrics *m, size_t requests, size_t rows);
 

@@ -1077,6 +1077,30 @@ class GatewayTest(unittest.TestCase):
                           route="/predict", status="200")
         self.assertMetric(gw, 0, "credito_gateway_upstream_errors_total", code="UNAVAILABLE")
 
+    def test_62_predictor_dying_mid_answer_is_retried(self):
+        """A predictor that sent its response headers and then died: gRPC's retry policy counts
+        that call as committed and will not send it again, so the gateway does."""
+        dying = H.Proc("dying_predictor", ["/usr/bin/python3",
+                                           os.path.join(HERE, "dying_predictor.py"),
+                                           "--upstream", self.pred.target], needs_health=False)
+        self.addCleanup(dying.kill)
+        dying.start(timeout=15)
+        gw = self.gateway(dying, self.pred)
+        answers = []
+        for i in range(20):
+            r = self.predict(gw, timeout=10)
+            answers.append(r)
+            self.assertStatus(r, 200)
+            self.check_prediction(r.json())
+            if dying.proc.poll() is not None:
+                break
+        self.assertEqual(dying.proc.wait(5), 3, "the dying predictor got a PredictBatch call")
+        self.assertTrue(any("dying mid-answer" in line for line in dying.lines), dying.lines)
+        self.assertMetric(gw, 1, "credito_gateway_upstream_retries_total")
+        self.assertMetric(gw, 0, "credito_gateway_upstream_errors_total", code="UNAVAILABLE")
+        self.assertMetric(gw, len(answers), "credito_gateway_requests_total", route="/predict",
+                          status="200")
+
     def test_61_concurrent_requests_share_calls_and_keep_their_own_answers(self):
         """Requests that wait together go to the predictor in one PredictBatch call; each still
         gets the answer for its own applicant and its own request id, never a neighbour's."""
