@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "pred_service.h"
@@ -39,6 +40,8 @@ int main(int argc, char **argv)
        "about 570 bytes: raise --max-message with it)", false, NULL, false},
       {"max-features", "CREDITO_MAX_FEATURES", "1000", "features per applicant", false, NULL,
        false},
+      {"batch-threads", "CREDITO_BATCH_THREADS", "0", "threads that score one PredictBatch by "
+       "columns (0: one per core)", false, NULL, false},
       {"registry-timeout", "CREDITO_REGISTRY_TIMEOUT", "10s", "deadline of each registry call "
        "(downloads get ten times this)", false, NULL, false},
       {"max-artifact", "CREDITO_MAX_ARTIFACT", "67108864", "largest artifact accepted, bytes",
@@ -57,7 +60,7 @@ int main(int argc, char **argv)
   source *src = NULL;
   char cache[4096];
   const char *cache_opt, *home = getenv("HOME");
-  long timeout_ms = 0, max_batch = 0, max_features = 0, max_artifact = 0;
+  long timeout_ms = 0, max_batch = 0, max_features = 0, max_artifact = 0, batch_threads = 0;
   int rc;
 
   /* Field by field: clang rejects {0} for a struct whose first member is an atomic pointer. */
@@ -73,6 +76,7 @@ int main(int argc, char **argv)
   rc = rc ? rc : cm_opt_int(opts, nopts, "max-batch", 1, 1000000, &max_batch, &err);
   rc = rc ? rc : cm_opt_int(opts, nopts, "max-features", 1, 100000, &max_features, &err);
   rc = rc ? rc : cm_opt_int(opts, nopts, "max-artifact", 1024, 1L << 32, &max_artifact, &err);
+  rc = rc ? rc : cm_opt_int(opts, nopts, "batch-threads", 0, 64, &batch_threads, &err);
   if (!rc) {
     char name[256], alias[256];
     int64_t v;
@@ -100,6 +104,9 @@ int main(int argc, char **argv)
   po.model_ref = src_o.model_ref;
   po.max_batch = (size_t)max_batch;
   po.max_features = (size_t)max_features;
+  if (batch_threads == 0)
+    batch_threads = sysconf(_SC_NPROCESSORS_ONLN);
+  po.batch_threads = batch_threads > 0 ? (unsigned)(batch_threads < 64 ? batch_threads : 64) : 1;
   svc = src_o.reg.ch ? pred_service_new(&po) : NULL;
   server = svc ? rpc_server_new(&so, &err) : NULL;
   if (!server || rpc_server_add_service(server, svc, &err)) {

@@ -10,14 +10,10 @@
 #include "credito/v1/registry.pb-c.h"
 #include "log.h"
 #include "mem.h"
-#include "pred_service.h"
+#include "pred_int.h"
 
-/* Violations reported per applicant (common.proto allows a server to cap the list at 100). */
-#define MAX_VIOLATIONS 100
-/* Bytes of violations in one status detail (grpcio's default cap on metadata is 8 KiB) and in
- * one batch row (5,000 invalid rows must still fit the reply). */
+/* Bytes of violations in one status detail (grpcio's default cap on metadata is 8 KiB). */
 #define DETAIL_MAX_BYTES 4000
-#define ROW_DETAIL_MAX_BYTES 400
 /* Longest request id echoed; a longer one is replaced by a new one. */
 #define REQUEST_ID_MAX 128
 
@@ -107,11 +103,9 @@ static Credito__V1__Prediction *prediction_msg(const struct md_prediction *p,
   return m;
 }
 
-/* Violations -> a BadRequest in a, as many as fit max_bytes (at least one); *summary gets the
- * status message. NULL when out of memory. */
-static Credito__V1__BadRequest *bad_request(const struct md_violation *v, size_t shown,
-                                            size_t total, size_t max_bytes, cm_arena *a,
-                                            char **summary)
+Credito__V1__BadRequest *pred_bad_request(const struct md_violation *v, size_t shown,
+                                          size_t total, size_t max_bytes, cm_arena *a,
+                                          char **summary)
 {
   size_t bytes = 0, fit = 0;
   while (fit < shown) {
@@ -181,7 +175,7 @@ static int score_one(const struct served *sv, const struct scratch *sc,
     return CM_E_NOMEM;
   rc = md_model_score(sv->model, vals, n, scratch, &p, viol, MAX_VIOLATIONS, &nv);
   if (rc == CM_E_INVALID) {
-    *bad = bad_request(viol, nv < MAX_VIOLATIONS ? nv : MAX_VIOLATIONS, nv, detail_bytes, a,
+    *bad = pred_bad_request(viol, nv < MAX_VIOLATIONS ? nv : MAX_VIOLATIONS, nv, detail_bytes, a,
                        summary);
     return *bad ? CM_E_INVALID : CM_E_NOMEM;
   }
@@ -233,6 +227,40 @@ static void predict_start(rpc_call *call, const ProtobufCMessage *msg)
   served_release(sv);
 }
 
+/* PredictBatch by columns (pred_columns.c). */
+static void batch_columns(rpc_call *call, struct pred_service *ps,
+                          const Credito__V1__PredictBatchRequest *req)
+{
+  Credito__V1__PredictBatchResponse resp = CREDITO__V1__PREDICT_BATCH_RESPONSE__INIT;
+  cm_arena *a = rpc_call_arena(call);
+  struct served *sv;
+  char msg[200];
+  int rc;
+
+  if (req->n_rows) {
+    rpc_call_finish(call, CM_E_INVALID, "rows and columns are both set; send one of them");
+    return;
+  }
+  sv = served_acquire(ps->o->slot);
+  if (!sv) {
+    rpc_call_finish(call, CM_E_UNAVAILABLE, "no verified model is loaded yet (GetModelInfo says "
+                    "why)");
+    return;
+  }
+  rc = pred_columns_score(ps->o, sv, req->columns, a, &resp.columns, msg, sizeof msg);
+  resp.model_name = sv->name;
+  resp.model_version = sv->version;
+  resp.model_alias = sv->alias;
+  resp.request_id = rc ? NULL : request_id(ps, a, req->request_id);
+  if (rc == CM_E_INVALID)
+    rpc_call_finish(call, rc, msg);
+  else if (rc || !resp.request_id)
+    rpc_call_finish(call, CM_E_NOMEM, "out of memory");
+  else
+    rpc_call_reply(call, &resp.base);
+  served_release(sv);
+}
+
 static void batch_start(rpc_call *call, const ProtobufCMessage *msg)
 {
   struct pred_service *ps = rpc_call_service(call);
@@ -245,6 +273,10 @@ static void batch_start(rpc_call *call, const ProtobufCMessage *msg)
   char cap[120];
   int rc = 0;
 
+  if (req->columns) {
+    batch_columns(call, ps, req);
+    return;
+  }
   if (req->n_rows > ps->o->max_batch) {
     snprintf(cap, sizeof(cap), "%zu rows; at most %zu per batch", req->n_rows, ps->o->max_batch);
     rpc_call_finish(call, CM_E_INVALID, cap);

@@ -16,6 +16,7 @@ struct pred_opts {
   const char *model_ref;    /* --model, reported by GetModelInfo */
   size_t max_batch;         /* rows per PredictBatch */
   size_t max_features;      /* features per applicant */
+  unsigned batch_threads;   /* threads that score one batch by columns (at least 1) */
 };
 
 /* Creates the service. NULL when out of memory. */

@@ -210,6 +210,11 @@ class PredClient:
         return self("PredictBatch", P.PredictBatchRequest(
             rows=[P.Applicant(features=f) for f in rows], request_id=request_id), timeout)
 
+    def columns(self, cols, n_rows, request_id="", timeout=RPC_TIMEOUT):
+        return self("PredictBatch", P.PredictBatchRequest(
+            columns=P.ApplicantColumns(n_rows=n_rows, features=cols), request_id=request_id),
+            timeout)
+
     def info(self, timeout=RPC_TIMEOUT):
         return self("GetModelInfo", P.GetModelInfoRequest(), timeout)
 
@@ -644,6 +649,139 @@ class PredictorTest(unittest.TestCase):
             single = p.client.predict(rows[i]).prediction
             self.assertEqual(b.results[i].prediction, single)
         self.assertEqual((b.model_version, b.request_id), (1, "mixed"))
+
+    def to_columns(self, rows):
+        """Value dicts (name -> float, str or None) as FeatureColumns in schema order: numbers
+        or codes into each text once, None as a missing row."""
+        cols = []
+        for n in self.data.features_names:
+            vals = [r.get(n) for r in rows]
+            missing = [i for i, x in enumerate(vals) if x is None]
+            if self.data.kind[n] == "numeric":
+                cols.append(P.FeatureColumn(name=n, numbers=[0.0 if x is None else x
+                                                             for x in vals], missing=missing))
+            else:
+                cats = sorted({x for x in vals if x is not None})
+                cols.append(P.FeatureColumn(name=n, categories=cats, missing=missing, codes=[
+                    0 if x is None else cats.index(x) for x in vals]))
+        return cols
+
+    def test_22_columns_score_as_rows_do(self):
+        """3,000 rows by columns on 3 threads (their ranges split the rows at 1,000 and 2,000)
+        against the same rows in the row form: the same probabilities to the bit, scores,
+        decisions, reasons; each invalid row with the row form's violations, at its index."""
+        p, = self.need("main")
+        three = self.predictor(MODEL + "/1", None, "--batch-threads", 3)
+        rows = [self.data.values(1 + i % 1000) for i in range(3000)]
+        bad = {10: ("age", None), 999: ("duration", float("nan")),
+               1000: ("checking_status", "maybe"), 2001: ("credit_amount", float("inf")),
+               2999: ("housing", None)}
+        for i, (name, x) in bad.items():
+            rows[i] = dict(rows[i], **{name: x})
+        feats = []
+        for r in rows:
+            f = []
+            for n, x in r.items():
+                f.append(fmissing(n) if x is None else fnum(n, x) if isinstance(x, float)
+                         else ftext(n, x))
+            feats.append(f)
+        want = p.client.batch(feats)
+        got = three.client.columns(self.to_columns(rows), len(rows), request_id="cols")
+        self.assertEqual(len(want.results), 3000)
+        self.assertEqual((got.model_version, got.request_id, len(got.results)), (1, "cols", 0))
+        c = got.columns
+        self.assertEqual(list(c.feature_names), self.data.features_names)
+        self.assertEqual((len(c.probability), len(c.score), len(c.decision),
+                          len(c.reason_count)), (3000, 3000, 3000, 3000))
+        self.assertEqual(len(c.reason_feature), sum(c.reason_count))
+        self.assertEqual(len(c.reason_impact), sum(c.reason_count))
+        self.assertEqual([e.row for e in c.errors], sorted(bad))
+        errors = {e.row: e.error for e in c.errors}
+        k = 0
+        for i, w in enumerate(want.results):
+            n = c.reason_count[i]
+            if i in bad:
+                self.assertEqual(w.WhichOneof("outcome"), "error")
+                self.assertEqual(errors[i], w.error, "row %d" % i)
+                self.assertEqual((c.probability[i], c.score[i], c.decision[i], n), (0, 0, 0, 0))
+                continue
+            wp = w.prediction
+            self.assertEqual((c.probability[i], c.score[i], c.decision[i]),
+                             (wp.probability, wp.score, wp.decision), "row %d" % i)
+            self.assertEqual([(c.feature_names[c.reason_feature[k + j]], c.reason_impact[k + j])
+                              for j in range(n)],
+                             [(r.feature, r.impact) for r in wp.reasons], "row %d" % i)
+            k += n
+        self.assertEqual(errors[999].violations[0].type, "finite_number")
+        self.assertEqual(errors[1000].violations[0].type, "enum")
+        self.assertEqual(errors[2999].violations[0].type, "missing")
+
+    def test_23_columns_a_row_problem_stays_in_its_row(self):
+        """An unknown column, numbers for a categorical feature and a feature without a column
+        are every row's problem, named as in the row form; no row is lost or scored."""
+        p, = self.need("main")
+        rows = [self.data.values(r) for r in (1, 2)]
+        cols = self.to_columns(rows)
+        cols = [c for c in cols if c.name != "job"]
+        for c in cols:
+            if c.name == "housing":
+                del c.categories[:]
+                del c.codes[:]
+                c.numbers.extend([1.0, 2.0])
+        cols.append(P.FeatureColumn(name="zodiac", numbers=[3.0, 4.0]))
+        got = p.client.columns(cols, 2).columns
+        self.assertEqual([e.row for e in got.errors], [0, 1])
+        for e in got.errors:
+            self.assertEqual(self.violations(e.error), [("housing", "string_type"),
+                                                        ("zodiac", "extra_forbidden"),
+                                                        ("job", "missing")])
+        self.assertEqual(list(got.decision), [0, 0])
+        empty = p.client.columns([], 0).columns
+        self.assertEqual((len(empty.probability), len(empty.errors)), (0, 0))
+
+    def test_24_columns_malformed_fail_the_call(self):
+        """A column of the wrong shape fails the whole call with INVALID_ARGUMENT naming it."""
+        p, = self.need("main")
+        rows = [self.data.values(r) for r in (1, 2, 3)]
+
+        def broken(name, change):
+            cols = self.to_columns(rows)
+            for c in cols:
+                if c.name == name:
+                    change(c)
+            return cols
+        cases = [
+            ("duration", lambda c: c.numbers.pop(), "'duration': 2 numbers for 3 rows"),
+            ("job", lambda c: c.codes.append(0), "'job': 4 codes for 3 rows"),
+            ("job", lambda c: c.codes.__setitem__(1, 7), "'job': codes[1] = 7 but"),
+            ("age", lambda c: c.missing.extend([2, 1]), "'age': missing[1] = 1 is out of"),
+            ("age", lambda c: c.missing.append(3), "'age': missing[0] = 3 is out of range"),
+            ("age", lambda c: c.codes.extend([0, 0, 0]), "'age': both numbers and codes"),
+            ("job", lambda c: c.codes.__delitem__(slice(None)),
+             "'job': categories without codes"),
+        ]
+        for name, change, msg in cases:
+            with self.subTest(msg):
+                with self.assertRaises(grpc.RpcError) as cm:
+                    p.client.columns(broken(name, change), 3)
+                self.assertEqual(cm.exception.code(), C.INVALID_ARGUMENT)
+                self.assertIn(msg, cm.exception.details())
+        # A missing row's code is never read, so it may be anything.
+        ok = broken("job", lambda c: (c.codes.__setitem__(1, 99), c.missing.append(1)))
+        got = p.client.columns(ok, 3).columns
+        self.assertEqual([(e.row, self.violations(e.error)) for e in got.errors],
+                         [(1, [("job", "missing")])])
+        with self.assertRaises(grpc.RpcError) as cm:
+            p.client("PredictBatch", P.PredictBatchRequest(
+                rows=[P.Applicant(features=self.data.features(1))],
+                columns=P.ApplicantColumns(n_rows=3, features=self.to_columns(rows))))
+        self.assertEqual(cm.exception.code(), C.INVALID_ARGUMENT)
+        self.assertIn("rows and columns are both set", cm.exception.details())
+        caps = self.caps_predictor()
+        with self.assertRaises(grpc.RpcError) as cm:
+            caps.client.columns(self.to_columns([self.data.values(1)] * 6), 6)
+        self.assertEqual(cm.exception.code(), C.INVALID_ARGUMENT)
+        self.assertIn("6 rows; at most 5", cm.exception.details())
 
     # -----------------------------------------------------------------------------------------
     # 7. buf curl (Go gRPC, request and answer in JSON through the server's reflection).
