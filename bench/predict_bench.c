@@ -1,8 +1,9 @@
 /* predict_bench: calls per second and latency percentiles of the predictor on loopback.
  * Client threads (one per call in flight) send Predict (one German Credit applicant), PredictBatch
- * (R copies of it) or grpc.health.v1.Health/Check (the RPC layer's ceiling) to a running
- * credito-predictor through the Credito client, for a fixed time after a warm-up.
- * Usage: predict_bench TARGET --method predict|health|batch [--inflight N] [--seconds S]
+ * (R copies of it, as rows or as columns) or grpc.health.v1.Health/Check (the RPC layer's
+ * ceiling) to a running credito-predictor through the Credito client, for a fixed time after a
+ * warm-up.
+ * Usage: predict_bench TARGET --method predict|health|batch|columns [--inflight N] [--seconds S]
  *                      [--rows R] [--channels C]
  *        predict_bench TARGET --wait-ready S   (exit 0 once Health/Check "" says SERVING) */
 #include <pthread.h>
@@ -21,7 +22,7 @@
 #define N_FEATURES 20
 #define CALL_TIMEOUT_MS 30000
 
-enum method { M_PREDICT, M_HEALTH, M_BATCH };
+enum method { M_PREDICT, M_HEALTH, M_BATCH, M_COLUMNS };
 
 /* The first applicant of data/raw/credit-g.arff (class good), in file column order: text is NULL
  * for a numeric feature. */
@@ -61,6 +62,12 @@ struct requests {
   Credito__V1__Applicant row;           /* the applicant as a batch row */
   Credito__V1__Applicant **rows;        /* rows_n pointers to row */
   Credito__V1__PredictBatchRequest batch;
+  Credito__V1__FeatureColumn cols[N_FEATURES]; /* the same rows by column */
+  Credito__V1__FeatureColumn *colp[N_FEATURES];
+  Credito__V1__ApplicantColumns columns;
+  Credito__V1__PredictBatchRequest by_columns;
+  double *numbers;  /* rows copies of each numeric value, one block per feature */
+  uint32_t *codes;  /* rows zeros: every categorical column's one category */
   Grpc__Health__V1__HealthCheckRequest health;
 };
 
@@ -87,8 +94,8 @@ static long now_us(void)
   return ts.tv_sec * 1000000L + ts.tv_nsec / 1000;
 }
 
-/* Fills rq (caller's storage) with the three requests; rows copies of the applicant in the batch.
- * rq->rows is malloc'ed: free it. Returns 0 or -1 when out of memory. */
+/* Fills rq (caller's storage) with the requests; rows copies of the applicant in the batches.
+ * rq->rows, numbers and codes are malloc'ed: requests_free. Returns 0 or -1 when out of memory. */
 static int requests_build(struct requests *rq, size_t rows)
 {
   for (size_t i = 0; i < N_FEATURES; i++) {
@@ -121,9 +128,44 @@ static int requests_build(struct requests *rq, size_t rows)
   rq->batch.rows = rq->rows;
   rq->batch.n_rows = rows;
   rq->batch.request_id = "bench";
+  rq->numbers = malloc((rows ? rows : 1) * N_FEATURES * sizeof(*rq->numbers));
+  rq->codes = calloc(rows ? rows : 1, sizeof(*rq->codes));
+  if (!rq->numbers || !rq->codes)
+    return -1;
+  for (size_t i = 0; i < N_FEATURES; i++) {
+    Credito__V1__FeatureColumn *c = &rq->cols[i];
+    credito__v1__feature_column__init(c);
+    c->name = (char *)applicant[i].name;
+    if (applicant[i].text) {
+      c->categories = (char **)&applicant[i].text;
+      c->n_categories = 1;
+      c->codes = rq->codes;
+      c->n_codes = rows;
+    } else {
+      c->numbers = rq->numbers + i * rows;
+      c->n_numbers = rows;
+      for (size_t r = 0; r < rows; r++)
+        c->numbers[r] = applicant[i].number;
+    }
+    rq->colp[i] = c;
+  }
+  credito__v1__applicant_columns__init(&rq->columns);
+  rq->columns.n_rows = (uint32_t)rows;
+  rq->columns.features = rq->colp;
+  rq->columns.n_features = N_FEATURES;
+  credito__v1__predict_batch_request__init(&rq->by_columns);
+  rq->by_columns.columns = &rq->columns;
+  rq->by_columns.request_id = "bench";
   grpc__health__v1__health_check_request__init(&rq->health);
   rq->health.service = "";
   return 0;
+}
+
+static void requests_free(struct requests *rq)
+{
+  free(rq->rows);
+  free(rq->numbers);
+  free(rq->codes);
 }
 
 /* True when resp is the answer the method should give: SERVING, a prediction, every row scored. */
@@ -134,6 +176,10 @@ static bool answer_ok(const struct worker *w, const ProtobufCMessage *resp)
            GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
   if (w->m == M_PREDICT)
     return ((const Credito__V1__PredictResponse *)resp)->prediction != NULL;
+  if (w->m == M_COLUMNS) {
+    const Credito__V1__ScoredColumns *c = ((const Credito__V1__PredictBatchResponse *)resp)->columns;
+    return c && c->n_probability == w->rows && c->n_errors == 0;
+  }
   {
     const Credito__V1__PredictBatchResponse *b = (const void *)resp;
 
@@ -151,10 +197,12 @@ static int call_once(struct worker *w, cm_arena *a)
 {
   static const char *const paths[] = {"/credito.v1.Predictor/Predict",
                                       "/grpc.health.v1.Health/Check",
+                                      "/credito.v1.Predictor/PredictBatch",
                                       "/credito.v1.Predictor/PredictBatch"};
-  const ProtobufCMessage *req = w->m == M_PREDICT  ? &w->rq->predict.base
-                                : w->m == M_HEALTH ? &w->rq->health.base
-                                                   : &w->rq->batch.base;
+  const ProtobufCMessage *req = w->m == M_PREDICT   ? &w->rq->predict.base
+                                : w->m == M_HEALTH  ? &w->rq->health.base
+                                : w->m == M_COLUMNS ? &w->rq->by_columns.base
+                                                    : &w->rq->batch.base;
   const ProtobufCMessageDescriptor *desc =
       w->m == M_PREDICT  ? &credito__v1__predict_response__descriptor
       : w->m == M_HEALTH ? &grpc__health__v1__health_check_response__descriptor
@@ -242,7 +290,8 @@ static long report(struct worker *ws, int inflight, int channels, const char *me
 
 static int usage(void)
 {
-  fprintf(stderr, "usage: predict_bench TARGET --method predict|health|batch [--inflight N] "
+  fprintf(stderr, "usage: predict_bench TARGET --method predict|health|batch|columns "
+                  "[--inflight N] "
                   "[--seconds S] [--rows R] [--channels C]\n"
                   "       predict_bench TARGET --wait-ready S\n");
   return 2;
@@ -281,7 +330,7 @@ static int wait_ready(const char *target, long seconds)
             w.ch ? w.first_error : err.msg);
   rpc_channel_free(w.ch);
   rpc_cleanup();
-  free(rq.rows);
+  requests_free(&rq);
   return rc ? 1 : 0;
 }
 
@@ -328,15 +377,18 @@ int main(int argc, char **argv)
     m = M_HEALTH;
   else if (strcmp(method, "batch") == 0)
     m = M_BATCH;
+  else if (strcmp(method, "columns") == 0)
+    m = M_COLUMNS;
   else
     return usage();
-  if (m != M_BATCH)
+  if (m != M_BATCH && m != M_COLUMNS)
     rows = 1;
   if (requests_build(&rq, (size_t)rows))
     return 1;
-  req_bytes = protobuf_c_message_get_packed_size(m == M_PREDICT  ? &rq.predict.base
-                                                 : m == M_HEALTH ? &rq.health.base
-                                                                 : &rq.batch.base);
+  req_bytes = protobuf_c_message_get_packed_size(m == M_PREDICT   ? &rq.predict.base
+                                                 : m == M_HEALTH  ? &rq.health.base
+                                                 : m == M_COLUMNS ? &rq.by_columns.base
+                                                                  : &rq.batch.base);
   rpc_init();
   o.target = argv[1];
   o.max_attempts = 1;
@@ -365,7 +417,7 @@ int main(int argc, char **argv)
   for (int i = 0; i < inflight; i++)
     free(ws[i].lat_us);
   free(ws);
-  free(rq.rows);
+  requests_free(&rq);
   for (int c = 0; c < channels; c++)
     rpc_channel_free(chs[c]);
   rpc_cleanup();

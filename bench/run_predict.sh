@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Measures the predictor (issue #5): Health/Check (the RPC layer's ceiling), Predict and
-# PredictBatch calls/s, rows/s and p50/p99 latency on loopback, and the predictor's resident
+# PredictBatch (by rows and by columns) calls/s, rows/s and p50/p99 latency on loopback, and the predictor's resident
 # memory, serving a German Credit model trained through the services. Builds a Release tree in
 # build-bench/; everything else (store, cache, dataset copy, logs) lives in a temporary folder.
 # Usage: bench/run_predict.sh [SECONDS]
@@ -48,6 +48,12 @@ for n in 1 2 8; do
 done
 for n in 1 2; do
   run --method batch --rows 10000 --inflight "$n"
+done
+# The same rows by column (ApplicantColumns): the form for bulk scoring.
+for rows in 1000 5000 10000; do
+  for n in 1 2; do
+    run --method columns --rows "$rows" --inflight "$n"
+  done
 done
 echo "predictor memory at the end: $(mem_of $pred_pid)"
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

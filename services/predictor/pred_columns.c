@@ -137,11 +137,11 @@ static void *part_run(void *arg)
   Credito__V1__ScoredColumns *o = p->out;
   size_t nc = p->n_cols;
   double *scratch = cm_arena_alloc(p->a, (md_model_width(p->model) + 1) * sizeof *scratch);
-  struct md_violation *viol = cm_arena_alloc(p->a, MAX_VIOLATIONS * sizeof *viol);
+  struct md_violation *viol = NULL; /* once a row is invalid */
   struct md_value *v = cm_arena_calloc(p->a, nc ? nc : 1, sizeof *v);
   size_t *next_missing = cm_arena_alloc(p->a, (nc ? nc : 1) * sizeof *next_missing);
 
-  if (!scratch || !viol || !v || !next_missing) {
+  if (!scratch || !v || !next_missing) {
     p->rc = CM_E_NOMEM;
     return NULL;
   }
@@ -171,7 +171,7 @@ static void *part_run(void *arg)
         v[j].kind = MD_VALUE_MISSING;
       }
     }
-    rc = md_model_score(p->model, v, nc, scratch, &pr, viol, MAX_VIOLATIONS, &nv);
+    rc = pred_score(p->model, v, nc, scratch, &pr, &viol, p->a, &nv);
     o->reason_count[r] = 0;
     if (rc == CM_E_INVALID) {
       o->probability[r] = 0.0;

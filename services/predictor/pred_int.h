@@ -20,6 +20,13 @@ Credito__V1__BadRequest *pred_bad_request(const struct md_violation *v, size_t s
                                           size_t total, size_t max_bytes, cm_arena *a,
                                           char **summary);
 
+/* md_model_score of one row without a violation buffer held by every call: scores with none
+ * first, and only for an invalid row allocates *viol in a (MAX_VIOLATIONS records, once per
+ * call: pass the same pointer for every row) and scores again to fill it. Returns as
+ * md_model_score, or CM_E_NOMEM. */
+int pred_score(const md_model *m, const struct md_value *v, size_t n, double *scratch,
+               struct md_prediction *out, struct md_violation **viol, cm_arena *a, size_t *nv);
+
 /* Scores a PredictBatch request by columns with sv into *out (allocated in a; worker threads'
  * memory is tied to a as well), on up to o->batch_threads threads. Returns 0; CM_E_INVALID
  * with msg set (cap bytes) when the request as a whole is malformed (a column's shape, the

@@ -142,8 +142,23 @@ Credito__V1__BadRequest *pred_bad_request(const struct md_violation *v, size_t s
   return *summary ? b : NULL;
 }
 
-/* Per-call scratch, reused for every row of a batch: the prepared row and the violations
- * (42 KB; allocating and zeroing it per row dominated batch scoring). */
+int pred_score(const md_model *m, const struct md_value *v, size_t n, double *scratch,
+               struct md_prediction *out, struct md_violation **viol, cm_arena *a, size_t *nv)
+{
+  int rc = md_model_score(m, v, n, scratch, out, NULL, 0, nv);
+
+  if (rc != CM_E_INVALID)
+    return rc;
+  if (!*viol)
+    *viol = cm_arena_alloc(a, MAX_VIOLATIONS * sizeof **viol);
+  if (!*viol)
+    return CM_E_NOMEM;
+  return md_model_score(m, v, n, scratch, out, *viol, MAX_VIOLATIONS, nv);
+}
+
+/* Per-call scratch, reused for every row of a batch: the prepared row, and the violations once
+ * a row is invalid (42 KB: allocating and zeroing them per row dominated batch scoring, and
+ * holding them in every call in flight was most of the memory under load). */
 struct scratch {
   double *row;
   struct md_violation *viol;
@@ -152,19 +167,16 @@ struct scratch {
 static int scratch_init(struct scratch *sc, const struct served *sv, cm_arena *a)
 {
   sc->row = cm_arena_alloc(a, (md_model_width(sv->model) + 1) * sizeof *sc->row);
-  sc->viol = cm_arena_alloc(a, MAX_VIOLATIONS * sizeof *sc->viol);
-  return sc->row && sc->viol ? 0 : CM_E_NOMEM;
+  sc->viol = NULL;
+  return sc->row ? 0 : CM_E_NOMEM;
 }
 
 /* Scores one applicant with sv; on invalid input *bad is set (in a). */
-static int score_one(const struct served *sv, const struct scratch *sc,
-                     Credito__V1__Feature **f, size_t n, size_t detail_bytes, cm_arena *a,
-                     Credito__V1__Prediction **pred, Credito__V1__BadRequest **bad,
-                     char **summary)
+static int score_one(const struct served *sv, struct scratch *sc, Credito__V1__Feature **f,
+                     size_t n, size_t detail_bytes, cm_arena *a, Credito__V1__Prediction **pred,
+                     Credito__V1__BadRequest **bad, char **summary)
 {
   struct md_value *vals = values_of(f, n, a);
-  double *scratch = sc->row;
-  struct md_violation *viol = sc->viol;
   struct md_prediction p;
   size_t nv = 0;
   int rc;
@@ -173,10 +185,10 @@ static int score_one(const struct served *sv, const struct scratch *sc,
   *bad = NULL;
   if (!vals)
     return CM_E_NOMEM;
-  rc = md_model_score(sv->model, vals, n, scratch, &p, viol, MAX_VIOLATIONS, &nv);
+  rc = pred_score(sv->model, vals, n, sc->row, &p, &sc->viol, a, &nv);
   if (rc == CM_E_INVALID) {
-    *bad = pred_bad_request(viol, nv < MAX_VIOLATIONS ? nv : MAX_VIOLATIONS, nv, detail_bytes, a,
-                       summary);
+    *bad = pred_bad_request(sc->viol, nv < MAX_VIOLATIONS ? nv : MAX_VIOLATIONS, nv,
+                            detail_bytes, a, summary);
     return *bad ? CM_E_INVALID : CM_E_NOMEM;
   }
   if (rc)
