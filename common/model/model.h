@@ -336,6 +336,18 @@ struct md_prediction {
   struct md_reason reasons[MD_REASONS_MAX];
 };
 
+/* Longest text of a value quoted in a reason's words (longer ones are cut at a UTF-8 character
+ * boundary), and the room md_reason_text needs beyond the feature name's length. */
+#define MD_REASON_VALUE_MAX 200
+#define MD_REASON_TEXT_EXTRA (MD_REASON_VALUE_MAX + 64)
+
+/* A reason in words for the applicant, with the value as given: "credit_amount = 15000 raised
+ * the risk of default" (a number as printf's %.15g), "purpose = radio/tv raised ...", or
+ * "age (missing) raised ..." when v is NULL (absent) or missing. Writes into dst (cap bytes,
+ * at least strlen(feature) + MD_REASON_TEXT_EXTRA) and returns the length written. The
+ * predictor and the gateway (which builds answers from scores by column) word them alike. */
+size_t md_reason_text(char *dst, size_t cap, const char *feature, const struct md_value *v);
+
 /* Decodes and checks artifact bytes (borrowed) as md_artifact_unpack does and builds the
  * scoring model. On success returns 0 and *out (md_model_free). Malformed or inconsistent bytes
  * return CM_E_CORRUPT naming what is wrong; CM_E_NOMEM; err may be NULL; *out NULL on failure. */

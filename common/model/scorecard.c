@@ -1,6 +1,7 @@
 /* model/scorecard: probability of default to scorecard points and the decision, and reason
  * codes (the original features that pushed one applicant toward default most). */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "model.h"
@@ -91,4 +92,58 @@ int md_reasons(const struct md_prep *p, const double *coef, const double *x, siz
   }
   *n = k;
   return 0;
+}
+
+/* The integer |x| < 1e15 as %.15g writes it (all its digits, no exponent), without printf. */
+static size_t integer_text(char *dst, double x)
+{
+  char tmp[24];
+  size_t n = 0, k = 0;
+  uint64_t u = (uint64_t)fabs(x);
+
+  if (signbit(x))
+    dst[k++] = '-';
+  do {
+    tmp[n++] = (char)('0' + u % 10);
+    u /= 10;
+  } while (u);
+  while (n)
+    dst[k++] = tmp[--n];
+  return k;
+}
+
+size_t md_reason_text(char *dst, size_t cap, const char *feature, const struct md_value *v)
+{
+  static const char tail[] = " raised the risk of default";
+  size_t fl = strlen(feature), k = fl;
+
+  if (cap < fl + MD_REASON_TEXT_EXTRA) {
+    if (cap)
+      dst[0] = '\0';
+    return 0;
+  }
+  memcpy(dst, feature, fl);
+  if (v && v->kind == MD_VALUE_NUMBER) {
+    memcpy(dst + k, " = ", 3);
+    k += 3;
+    if (isfinite(v->number) && fabs(v->number) < 1e15 && v->number == trunc(v->number))
+      k += integer_text(dst + k, v->number);
+    else
+      k += (size_t)snprintf(dst + k, cap - k, "%.15g", v->number);
+  } else if (v && v->kind == MD_VALUE_TEXT) {
+    size_t tl = v->text_len;
+    if (tl > MD_REASON_VALUE_MAX) {
+      tl = MD_REASON_VALUE_MAX;
+      while (tl > 0 && ((unsigned char)v->text[tl] & 0xc0) == 0x80)
+        tl--;
+    }
+    memcpy(dst + k, " = ", 3);
+    memcpy(dst + k + 3, v->text, tl);
+    k += 3 + tl;
+  } else {
+    memcpy(dst + k, " (missing)", 10);
+    k += 10;
+  }
+  memcpy(dst + k, tail, sizeof tail);
+  return k + sizeof tail - 1;
 }

@@ -58,21 +58,19 @@ static struct md_value *values_of(Credito__V1__Feature **f, size_t n, cm_arena *
   return v;
 }
 
-/* "credit_amount = 15000 raised the risk of default", with the value as the applicant gave it
- * (a missing or absent one says so). */
+/* The reason's words (md_reason_text) with the feature's value as the applicant gave it. */
 static char *reason_text(const char *feature, const struct md_value *v, size_t n, cm_arena *a)
 {
-  for (size_t i = 0; i < n; i++) {
-    if (v[i].name_len != strlen(feature) || memcmp(v[i].name, feature, v[i].name_len) != 0)
-      continue;
-    if (v[i].kind == MD_VALUE_NUMBER)
-      return cm_arena_printf(a, "%s = %.15g raised the risk of default", feature, v[i].number);
-    if (v[i].kind == MD_VALUE_TEXT)
-      return cm_arena_printf(a, "%s = %.*s raised the risk of default", feature,
-                             (int)(v[i].text_len > 200 ? 200 : v[i].text_len), v[i].text);
-    break;
-  }
-  return cm_arena_printf(a, "%s (missing) raised the risk of default", feature);
+  size_t fl = strlen(feature), cap = fl + MD_REASON_TEXT_EXTRA;
+  const struct md_value *given = NULL;
+  char *t = cm_arena_alloc(a, cap);
+
+  for (size_t i = 0; i < n && !given; i++)
+    if (v[i].name_len == fl && memcmp(v[i].name, feature, fl) == 0)
+      given = &v[i];
+  if (t)
+    md_reason_text(t, cap, feature, given);
+  return t;
 }
 
 /* The prediction message with its reasons in words. */

@@ -980,6 +980,55 @@ static void test_threads(void **state)
   md_model_free(m);
 }
 
+/* md_reason_text against the printf wording it replaces, for numbers on both sides of its
+ * integer fast path, texts over the cut (at a UTF-8 boundary), and missing values. */
+static void test_reason_text(void **state)
+{
+  static const double nums[] = {0.0, -0.0, 1.0, -1.0, 6.0, 1169.0, 67.0, 15000.0, 0.5, -2.25,
+                                1e14, 999999999999999.0, -999999999999999.0, 1e15, 1e16,
+                                123456789012345678.0, 0.1, 1e-300, 1e308, -1e308, 3.0e-5,
+                                4503599627370496.5, 2.5e14, 7.000000000000001};
+  char got[512], want[512], text[300];
+  struct md_value v = {0};
+  size_t n;
+  (void)state;
+
+  v.kind = MD_VALUE_NUMBER;
+  for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
+    v.number = nums[i];
+    n = md_reason_text(got, sizeof got, "credit_amount", &v);
+    snprintf(want, sizeof want, "credit_amount = %.15g raised the risk of default", nums[i]);
+    assert_string_equal(got, want);
+    assert_int_equal(n, strlen(want));
+  }
+  v.kind = MD_VALUE_TEXT;
+  v.text = "radio/tv";
+  v.text_len = 8;
+  md_reason_text(got, sizeof got, "purpose", &v);
+  assert_string_equal(got, "purpose = radio/tv raised the risk of default");
+  /* 199 ASCII bytes then a 2-byte character across the 200-byte cut: the cut goes before it. */
+  memset(text, 'a', 199);
+  memcpy(text + 199, "\xc3\xa9xyz", 5);
+  v.text = text;
+  v.text_len = 204;
+  md_reason_text(got, sizeof got, "f", &v);
+  snprintf(want, sizeof want, "f = %.199s raised the risk of default", text);
+  assert_string_equal(got, want);
+  v.text_len = 200; /* exactly at the cap: kept whole */
+  memset(text, 'b', 200);
+  md_reason_text(got, sizeof got, "f", &v);
+  snprintf(want, sizeof want, "f = %.200s raised the risk of default", text);
+  assert_string_equal(got, want);
+  v.kind = MD_VALUE_MISSING;
+  md_reason_text(got, sizeof got, "age", &v);
+  assert_string_equal(got, "age (missing) raised the risk of default");
+  md_reason_text(got, sizeof got, "age", NULL);
+  assert_string_equal(got, "age (missing) raised the risk of default");
+  /* Too small a buffer: nothing written but the terminator. */
+  assert_int_equal(md_reason_text(got, 20, "age", NULL), 0);
+  assert_string_equal(got, "");
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -998,6 +1047,7 @@ int main(void)
       cmocka_unit_test(test_allocation_failures),
       cmocka_unit_test(test_intercept_only),
       cmocka_unit_test(test_threads),
+      cmocka_unit_test(test_reason_text),
   };
   return cmocka_run_group_tests_name("model_load", tests, gc_setup, gc_teardown);
 }
