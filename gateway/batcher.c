@@ -13,6 +13,7 @@
 #include "gw.h"
 #include "log.h"
 #include "mem.h"
+#include "upcols.h"
 
 enum {
   GW_UNAVAILABLE_RETRIES = 2, /* calls sent again after UNAVAILABLE, within the deadline */
@@ -58,6 +59,7 @@ static void call(struct gw_batcher *bt, struct gw_pending *list, size_t n_rows)
   struct gw_batch *b = cm_calloc(1, sizeof *b);
   int64_t deadline = INT64_MAX, left;
   struct cm_error err;
+  Credito__V1__Applicant **rows;
   size_t k = 0, count = 0;
   int rc;
 
@@ -65,6 +67,7 @@ static void call(struct gw_batcher *bt, struct gw_pending *list, size_t n_rows)
   if (b)
     b->a = cm_arena_new(0);
   req.rows = b && b->a ? cm_arena_calloc(b->a, n_rows ? n_rows : 1, sizeof *req.rows) : NULL;
+  rows = req.rows;
   if (!req.rows) {
     if (b)
       cm_arena_free(b->a);
@@ -83,6 +86,21 @@ static void call(struct gw_batcher *bt, struct gw_pending *list, size_t n_rows)
   }
   req.n_rows = n_rows;
   req.request_id = (char *)list->request_id; /* the predictor logs the first request's id */
+  if (bt->g->cfg->upstream_columns) {
+    rc = gw_cols_request(list, n_rows, b->a, &req);
+    if (rc == CM_E_NOMEM) {
+      cm_arena_free(b->a);
+      cm_free(b);
+      cm_error_set(&err, CM_E_NOMEM, "out of memory");
+      fail_all(list, CM_E_NOMEM, &err);
+      return;
+    }
+    if (rc) { /* these rows do not fit columns: send them as rows */
+      req.columns = NULL;
+      req.rows = rows;
+      req.n_rows = n_rows;
+    }
+  }
   /* Scoring is a pure function, so a call that ends UNAVAILABLE is sent again, to the next
    * predictor in the round, whatever happened on the wire. gRPC's own retry policy stops once a
    * call is committed (the predictor died after taking it, mid-answer): these are for that. */
@@ -102,6 +120,8 @@ static void call(struct gw_batcher *bt, struct gw_pending *list, size_t n_rows)
     if (attempt) /* give the balancer time to see the dead connection */
       nanosleep(&(struct timespec){0, GW_RETRY_PAUSE_MS * 1000000L}, NULL);
   }
+  if (!rc && req.columns)
+    rc = gw_cols_results(list, n_rows, b->a, b->resp, &err);
   if (!rc && b->resp->n_results != n_rows)
     rc = cm_error_set(&err, CM_E_INTERNAL, "the predictor answered %zu rows for %zu",
                       b->resp->n_results, n_rows);

@@ -29,6 +29,7 @@ struct gw_config {
   int64_t upstream_timeout_ms; /* deadline of each predictor call */
   int64_t upstream_keepalive_ms; /* PING interval and timeout of predictor connections; 0 off */
   unsigned upstream_calls;   /* predictor calls in flight at once (the batcher's threads) */
+  bool upstream_columns;     /* PredictBatch by columns (else by rows) */
   size_t max_body;           /* bytes of a request body */
   size_t max_batch;          /* rows of /predict/batch */
   unsigned threads;          /* HTTP worker threads */

@@ -12,9 +12,9 @@
 #include "mem.h"
 
 enum {
-  O_LISTEN, O_PREDICTORS, O_TIMEOUT, O_KEEPALIVE, O_CALLS, O_KEYS_FILE, O_KEYS, O_LIMIT_KEY, O_LIMIT_IP, O_RL_STORE,
-  O_TRUSTED, O_MAX_BODY, O_MAX_BATCH, O_THREADS, O_MAX_CONN, O_MAX_PER_IP, O_IDLE, O_MAX_HEADER,
-  O_LOG_LEVEL, O_N
+  O_LISTEN, O_PREDICTORS, O_TIMEOUT, O_KEEPALIVE, O_CALLS, O_FORM, O_KEYS_FILE, O_KEYS,
+  O_LIMIT_KEY, O_LIMIT_IP, O_RL_STORE, O_TRUSTED, O_MAX_BODY, O_MAX_BATCH, O_THREADS, O_MAX_CONN,
+  O_MAX_PER_IP, O_IDLE, O_MAX_HEADER, O_LOG_LEVEL, O_N
 };
 
 static struct cm_opt opts[O_N] = {
@@ -31,6 +31,9 @@ static struct cm_opt opts[O_N] = {
     [O_CALLS] = {"upstream-calls", "CREDITO_UPSTREAM_CALLS", "0", "predictor calls in flight at "
                  "once; requests that arrive meanwhile go together in the next call (0: one per "
                  "core)", false, NULL, false},
+    [O_FORM] = {"upstream-form", "CREDITO_UPSTREAM_FORM", "columns", "how calls carry rows to "
+                "the predictors: columns (cheaper to encode and decode) or rows (for predictors "
+                "older than the columns form)", false, NULL, false},
     [O_KEYS_FILE] = {"api-keys-file", "CREDITO_API_KEYS_FILE", NULL, "file of NAME:SHA256HEX "
                      "lines (creditoctl apikey new makes them)", false, NULL, false},
     [O_KEYS] = {"api-keys", "CREDITO_API_KEYS", NULL, "NAME:SHA256HEX,... (adds to the file)",
@@ -87,6 +90,8 @@ static int config_fill(struct gw_config *cfg, char *host, size_t hostlen, struct
   if (!rc && opts[O_LIMIT_IP].value[strspn(opts[O_LIMIT_IP].value, " \t")])
     rc = rl_parse(opts[O_LIMIT_IP].value, cfg->ip_limits, RL_LIMITS_MAX, &cfg->n_ip_limits,
                   err);
+  if (!rc && strcmp(opts[O_FORM].value, "columns") != 0 && strcmp(opts[O_FORM].value, "rows"))
+    rc = cm_error_set(err, CM_E_INVALID, "--upstream-form: want columns or rows");
   rc = rc ? rc : clientip_cfg_parse(&cfg->trusted, opts[O_TRUSTED].value, err);
   if (rc)
     return rc;
@@ -94,6 +99,7 @@ static int config_fill(struct gw_config *cfg, char *host, size_t hostlen, struct
   cfg->predictors = opts[O_PREDICTORS].value;
   cfg->upstream_timeout_ms = timeout > 0 ? timeout : 1;
   cfg->upstream_keepalive_ms = keepalive;
+  cfg->upstream_columns = strcmp(opts[O_FORM].value, "columns") == 0;
   cfg->max_body = (size_t)v[0];
   cfg->max_batch = (size_t)v[1];
   cfg->threads = v[2] ? (unsigned)v[2] : 4 * (unsigned)sysconf(_SC_NPROCESSORS_ONLN);

@@ -1101,6 +1101,40 @@ class GatewayTest(unittest.TestCase):
         self.assertMetric(gw, len(answers), "credito_gateway_requests_total", route="/predict",
                           status="200")
 
+    def test_63_columns_and_rows_forms_answer_alike(self):
+        """The default gateway sends the predictor its rows by column and words the reasons
+        itself; a gateway with --upstream-form rows sends Applicant rows and takes the
+        predictor's words. Their answers are the same bytes, /predict and /predict/batch."""
+        rows_gw = self.gateway(self.pred, flags=["--upstream-form", "rows"])
+        cats = {"checking_status": ["<0", "0<=X<200", ">=200", "no checking"],
+                "purpose": ["radio/tv", "new car", "education", "business", "repairs"],
+                "housing": ["own", "rent", "for free"]}
+        people = []
+        for i in range(12):
+            change = {"duration": 6 + 7 * i, "credit_amount": [1169, 2500.5, 15000, 0.1,
+                                                              1e14, 99999.75][i % 6],
+                      "age": 19 + 5 * i, "installment_commitment": 1 + i % 4}
+            for name, values in cats.items():
+                change[name] = values[i % len(values)]
+            people.append(applicant(**change))
+        for i, a in enumerate(people):
+            hdr = ["x-request-id: same-%d" % i]
+            by_cols = self.predict(self.gw, a, headers=hdr)
+            by_rows = self.predict(rows_gw, a, headers=hdr)
+            self.assertStatus(by_cols, 200)
+            self.assertStatus(by_rows, 200)
+            self.assertEqual(by_cols.body, by_rows.body, "applicant %d" % i)
+        hdr = ["x-request-id: same-batch"]
+        by_cols = self.req(self.gw, "/predict/batch", data=people, headers=hdr)
+        by_rows = self.req(rows_gw, "/predict/batch", data=people, headers=hdr)
+        self.assertStatus(by_cols, 200)
+        self.assertEqual(by_cols.json(), by_rows.json())
+        r = subprocess.run(server_argv(gateway_binary(), "--upstream-form", "protobuf",
+                                       "--predictors", self.pred.target),
+                           capture_output=True, text=True, timeout=10)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("--upstream-form: want columns or rows", r.stderr)
+
     def test_61_concurrent_requests_share_calls_and_keep_their_own_answers(self):
         """Requests that wait together go to the predictor in one PredictBatch call; each still
         gets the answer for its own applicant and its own request id, never a neighbour's."""
