@@ -80,6 +80,108 @@ static int put_str(struct cm_buf *o, const char *s)
   return rc ? rc : cm_buf_addc(o, '"');
 }
 
+/* %.17g of v, byte for byte as glibc's printf writes it, for 1e-11 <= |v| < 1e17; 0 for any
+ * other v (the caller then asks snprintf). In that range v = m * 2^e2 with m < 2^53, and v * 10^k
+ * for the k that leaves 17 digits before the point is m * 5^k * 2^(k + e2) with 5^k < 2^63: an
+ * exact 128-bit product, shifted with its remainder kept, so the 17 digits are the exact value's,
+ * rounded half to even as printf rounds them. printf's %.17g was 8% of the gateway's CPU. */
+static int g17(char *b, double v)
+{
+  static const uint64_t p10_16 = 10000000000000000ull, p10_17 = 100000000000000000ull;
+  double a = fabs(v);
+  char d[17];
+  uint64_t m, n = 0, p5 = 1;
+  int x, e2, len = 0;
+
+  if (!(a >= 1e-11 && a < 1e17))
+    return 0;
+  m = (uint64_t)ldexp(frexp(a, &e2), 53);
+  e2 -= 53;
+  x = (int)floor(log10(a)); /* the decimal exponent, or one off: corrected below */
+  for (int tries = 0; tries < 3; tries++) {
+    int k = 16 - x, s;
+    unsigned __int128 t, q;
+    if (k < 0 || k > 27)
+      return 0;
+    p5 = 1;
+    for (int i = 0; i < k; i++)
+      p5 *= 5;
+    t = (unsigned __int128)m * p5;
+    s = k + e2;
+    if (s >= 0) {
+      if (s > 10)
+        return 0;
+      q = t << s;
+    } else {
+      unsigned __int128 rem, half;
+      if (s < -120)
+        return 0;
+      q = t >> -s;
+      rem = t & ((((unsigned __int128)1) << -s) - 1);
+      half = ((unsigned __int128)1) << (-s - 1);
+      if (q < p10_16 || q >= p10_17) { /* x was one off: its floor says which way */
+        x += q < p10_16 ? -1 : 1;
+        continue;
+      }
+      if (rem > half || (rem == half && (q & 1)))
+        q++;
+    }
+    if (q < p10_16 || q > p10_17) {
+      x += q < p10_16 ? -1 : 1;
+      continue;
+    }
+    if (q == p10_17) { /* rounded up to the next power of ten */
+      q = p10_16;
+      x++;
+    }
+    n = (uint64_t)q;
+    break;
+  }
+  if (!n)
+    return 0;
+  for (int i = 16; i >= 0; i--, n /= 10)
+    d[i] = (char)('0' + n % 10);
+  if (signbit(v))
+    b[len++] = '-';
+  if (x < -4) { /* d.dddde-XX, trailing zeros of the fraction dropped */
+    int last = 16;
+    while (last > 0 && d[last] == '0')
+      last--;
+    b[len++] = d[0];
+    if (last > 0) {
+      b[len++] = '.';
+      memcpy(b + len, d + 1, (size_t)last);
+      len += last;
+    }
+    len += snprintf(b + len, 8, "e-%02d", -x);
+    return len;
+  }
+  if (x >= 0) { /* x + 1 digits, the point, the rest without trailing zeros */
+    int last = 16;
+    memcpy(b + len, d, (size_t)x + 1);
+    len += x + 1;
+    while (last > x && d[last] == '0')
+      last--;
+    if (last > x) {
+      b[len++] = '.';
+      memcpy(b + len, d + x + 1, (size_t)(last - x));
+      len += last - x;
+    }
+  } else { /* 0.000ddd */
+    int last = 16;
+    while (last > 0 && d[last] == '0')
+      last--;
+    b[len++] = '0';
+    b[len++] = '.';
+    for (int i = 0; i < -x - 1; i++)
+      b[len++] = '0';
+    memcpy(b + len, d, (size_t)last + 1);
+    len += last + 1;
+  }
+  b[len] = '\0';
+  return len;
+}
+
 /* A real as jansson writes it: %.17g, ".0" when that reads as an integer, the exponent without
  * '+' or leading zeros. CM_E_INVALID for NaN and the infinities (jansson has no such value). */
 static int put_real(struct cm_buf *o, double v)
@@ -89,7 +191,9 @@ static int put_real(struct cm_buf *o, double v)
 
   if (!isfinite(v))
     return CM_E_INVALID;
-  n = snprintf(b, sizeof b - 2, "%.17g", v);
+  n = g17(b, v);
+  if (!n)
+    n = snprintf(b, sizeof b - 2, "%.17g", v);
   if (n < 0 || (size_t)n >= sizeof b - 2)
     return CM_E_INVALID;
   if (!strchr(b, '.') && !strchr(b, 'e'))

@@ -114,6 +114,35 @@ static void test_random_numbers(void **state)
   }
 }
 
+/* answer.c writes 1e-11 <= |v| < 1e17 with its own exact digits instead of printf: every
+ * decimal exponent of that range, the doubles next to each power of ten and to numbers with
+ * few digits (where rounding carries), halves, and random mantissas. */
+static void test_exact_digits_range(void **state)
+{
+  uint64_t x = 0x9E3779B97F4A7C15ull;
+  int n = 0;
+  (void)state;
+  for (int e = -12; e <= 17; e++) {
+    double p = pow(10.0, e);
+    double around[] = {p, nextafter(p, 0), nextafter(p, INFINITY), p * 0.5, p * 1.5, p * 9.5,
+                       p * 0.1 + p, 3 * p, p / 3, p * 0.7, nextafter(p / 3, 0),
+                       nextafter(7.0 * p, INFINITY), 1.0 / 1024 * p};
+    for (size_t i = 0; i < sizeof around / sizeof around[0]; i++, n++) {
+      assert_int_equal(compare(around[i], -around[i], around[i], "a", "b", "c", 1), 0);
+    }
+  }
+  for (int i = 0; i < 200000; i++, n++) {
+    double d;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    /* a random mantissa at a random binary exponent between 2^-40 and 2^60 */
+    d = ldexp((double)(x >> 11) / 9007199254740992.0 + 0.5, (int)(x % 101) - 40);
+    assert_int_equal(compare(d, (x & 1) ? -d : d, d / 7, "a", "b", "c", 1), 0);
+  }
+  assert_true(n > 200000);
+}
+
 static void test_strings(void **state)
 {
   static const char *const s[] = {
@@ -152,6 +181,7 @@ int main(void)
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_numbers),
       cmocka_unit_test(test_random_numbers),
+      cmocka_unit_test(test_exact_digits_range),
       cmocka_unit_test(test_strings),
       cmocka_unit_test(test_not_utf8_is_refused_as_jansson_does),
   };
