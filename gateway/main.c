@@ -58,8 +58,9 @@ static struct cm_opt opts[O_N] = {
                       "open connections from one address", false, NULL, false},
     [O_IDLE] = {"idle-timeout", "CREDITO_IDLE_TIMEOUT", "15", "seconds before an idle or slow "
                 "connection is closed", false, NULL, false},
-    [O_MAX_HEADER] = {"max-header-bytes", "CREDITO_MAX_HEADER_BYTES", "32768", "request line "
-                      "and headers, bytes", false, NULL, false},
+    [O_MAX_HEADER] = {"max-header-bytes", "CREDITO_MAX_HEADER_BYTES", "16384", "request line "
+                      "and headers, bytes (also each connection's buffer, zeroed per request)",
+                      false, NULL, false},
     [O_LOG_LEVEL] = {"log-level", "CREDITO_LOG_LEVEL", "info", "debug, info, warn, error or off",
                      false, NULL, false},
 };
