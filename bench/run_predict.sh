@@ -3,7 +3,7 @@
 # PredictBatch (by rows and by columns) calls/s, rows/s and p50/p99 latency on loopback, and the predictor's resident
 # memory, serving a German Credit model trained through the services. Builds a Release tree in
 # build-bench/; everything else (store, cache, dataset copy, logs) lives in a temporary folder.
-# Usage: bench/run_predict.sh [SECONDS]
+# Usage: [ROUNDS=3] bench/run_predict.sh [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-5}
@@ -36,11 +36,14 @@ out=$tmp/results
 run() {
   $bench "$pred" "$@" --seconds "$secs" | tee -a "$out" || true
 }
-# Health and Predict alternate at each level, so a change in the host's load between them
-# skews the ratio less.
+# Health and Predict alternate at each level, ROUNDS times (default 3), so a change in the
+# host's load between them skews the ratio less; the ratio is of the calls summed over rounds.
+rounds=${ROUNDS:-3}
 for n in 1 8 64; do
-  run --method health --inflight "$n"
-  run --method predict --inflight "$n"
+  for _ in $(seq "$rounds"); do
+    run --method health --inflight "$n"
+    run --method predict --inflight "$n"
+  done
 done
 echo "predictor memory after Health and Predict: $(mem_of $pred_pid)"
 for n in 1 2 8; do
@@ -59,9 +62,14 @@ echo "predictor memory at the end: $(mem_of $pred_pid)"
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 # Predict calls/s as a share of Health/Check calls/s at the same calls in flight.
 awk '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
-       c[f["method"], f["inflight"]] = f["calls_per_s"] }
+       if (f["method"] == "health" || f["method"] == "predict") {
+         c[f["method"], f["inflight"]] += f["calls_per_s"]; r[f["method"], f["inflight"]]++
+         if (f["method"] == "predict" && prev > 0)
+           runs[f["inflight"]] = runs[f["inflight"]] sprintf(" %.0f%%", 100 * f["calls_per_s"] / prev)
+         prev = f["method"] == "health" ? f["calls_per_s"] : 0 } }
      END { for (n = 1; n <= 64; n *= 8)
              if (c["health", n] > 0)
-               printf "predict/health at inflight=%d: %.0f%% (%d / %d calls/s)\n", n,
-                      100 * c["predict", n] / c["health", n], c["predict", n], c["health", n] }' \
-  "$out"
+               printf "predict/health at inflight=%d: %.0f%% (%d / %d calls/s, mean of %d rounds;" \
+                      " rounds:%s)\n", n, 100 * c["predict", n] / c["health", n],
+                      c["predict", n] / r["predict", n], c["health", n] / r["health", n],
+                      r["predict", n], runs[n] }' "$out"
