@@ -4,7 +4,8 @@
 # fixed JSON body of the same size under the same wrk settings (the ceiling of HTTP on this
 # machine), and the gateway's resident memory. Builds a Release tree in build-bench/; everything
 # else (store, cache, dataset copy, key file, nginx prefix, logs) lives in a temporary folder.
-# Needs wrk, nginx and curl. Usage: bench/run_gateway.sh [SECONDS]; CREDITO_GATEWAY_FLAGS adds
+# Needs wrk, nginx and curl. Usage: [ROUNDS=3] bench/run_gateway.sh [SECONDS]; each level runs
+# ROUNDS alternating gateway/nginx pairs. CREDITO_GATEWAY_FLAGS adds
 # gateway flags (for example "--upstream-calls 1 --threads 2").
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -126,10 +127,16 @@ wrk -t2 -c32 -d1s -s "$lua" "$gw/predict" >/dev/null
 wrk -t2 -c32 -d1s -s "$lua" "$ngx/predict" >/dev/null
 # Gateway and nginx alternate at each level, so a change in the host's load between them skews
 # the ratio less.
-run gateway "$gw" 1 1
-run nginx "$ngx" 1 1
-run gateway "$gw" 2 32
-run nginx "$ngx" 2 32
+# ROUNDS pairs a level (default 3): the ratio is of the requests summed over them.
+rounds=${ROUNDS:-3}
+for _ in $(seq "$rounds"); do
+  run gateway "$gw" 1 1
+  run nginx "$ngx" 1 1
+done
+for _ in $(seq "$rounds"); do
+  run gateway "$gw" 2 32
+  run nginx "$ngx" 2 32
+done
 echo "gateway memory at the end: $(mem_of $gw_pid)"
 # How the gateway grouped requests into predictor calls.
 curl -s "$gw/metrics" | awk '/^credito_gateway_upstream_call/ { n[$1] = $2 }
@@ -138,7 +145,10 @@ curl -s "$gw/metrics" | awk '/^credito_gateway_upstream_call/ { n[$1] = $2 }
                       n["credito_gateway_upstream_call_requests_total"] / c }' 
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 awk '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
-       r[f["target"], f["connections"]] = f["rps"]
+       r[f["target"], f["connections"]] += f["rps"]; k[f["target"], f["connections"]]++
+       if (f["target"] == "nginx" && prev > 0)
+         runs[f["connections"]] = runs[f["connections"]] sprintf(" %.1f%%", 100 * prev / f["rps"])
+       prev = f["target"] == "gateway" ? f["rps"] : 0
        e = f["errors_connect"] + f["errors_read"] + f["errors_write"] + f["errors_status"]
        printf "%-8s %2d connections: %7d requests/s, p50 %6.0f us, p99 %6.0f us, errors %d, " \
               "server CPU %.0f us a request", f["target"], f["connections"], f["rps"],
@@ -149,6 +159,7 @@ awk '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
        printf "\n" }
      END { for (c = 1; c <= 32; c *= 32)
              if (r["nginx", c] > 0)
-               printf "gateway/nginx at %d connections: %.1f%% (%d / %d requests/s)\n", c,
-                      100 * r["gateway", c] / r["nginx", c], r["gateway", c], r["nginx", c] }' \
-  "$out"
+               printf "gateway/nginx at %d connections: %.1f%% (%d / %d requests/s, mean of %d " \
+                      "rounds; rounds:%s)\n", c, 100 * r["gateway", c] / r["nginx", c],
+                      r["gateway", c] / k["gateway", c], r["nginx", c] / k["nginx", c],
+                      k["nginx", c], runs[c] }' "$out"
