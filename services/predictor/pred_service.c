@@ -195,6 +195,17 @@ static int score_one(const struct served *sv, struct scratch *sc, Credito__V1__F
   return *pred ? 0 : CM_E_NOMEM;
 }
 
+/* The served version (a reference: served_release), or NULL after answering the call
+ * UNAVAILABLE when none is loaded yet. */
+static struct served *serving(rpc_call *call, struct pred_service *ps)
+{
+  struct served *sv = served_acquire(ps->o->slot);
+  if (!sv)
+    rpc_call_finish(call, CM_E_UNAVAILABLE, "no verified model is loaded yet (GetModelInfo says "
+                    "why)");
+  return sv;
+}
+
 static void predict_start(rpc_call *call, const ProtobufCMessage *msg)
 {
   struct pred_service *ps = rpc_call_service(call);
@@ -202,15 +213,12 @@ static void predict_start(rpc_call *call, const ProtobufCMessage *msg)
   Credito__V1__PredictResponse resp = CREDITO__V1__PREDICT_RESPONSE__INIT;
   Credito__V1__BadRequest *bad = NULL;
   cm_arena *a = rpc_call_arena(call);
-  struct served *sv = served_acquire(ps->o->slot);
+  struct served *sv = serving(call, ps);
   char *summary = NULL, cap[120];
   int rc;
 
-  if (!sv) {
-    rpc_call_finish(call, CM_E_UNAVAILABLE, "no verified model is loaded yet (GetModelInfo says "
-                    "why)");
+  if (!sv)
     return;
-  }
   if (req->n_features > ps->o->max_features) {
     served_release(sv);
     snprintf(cap, sizeof(cap), "%zu features; at most %zu per applicant", req->n_features,
@@ -251,12 +259,9 @@ static void batch_columns(rpc_call *call, struct pred_service *ps,
     rpc_call_finish(call, CM_E_INVALID, "rows and columns are both set; send one of them");
     return;
   }
-  sv = served_acquire(ps->o->slot);
-  if (!sv) {
-    rpc_call_finish(call, CM_E_UNAVAILABLE, "no verified model is loaded yet (GetModelInfo says "
-                    "why)");
+  sv = serving(call, ps);
+  if (!sv)
     return;
-  }
   rc = pred_columns_score(ps->o, sv, req->columns, a, &resp.columns, msg, sizeof msg);
   resp.model_name = sv->name;
   resp.model_version = sv->version;
@@ -292,12 +297,9 @@ static void batch_start(rpc_call *call, const ProtobufCMessage *msg)
     rpc_call_finish(call, CM_E_INVALID, cap);
     return;
   }
-  sv = served_acquire(ps->o->slot);
-  if (!sv) {
-    rpc_call_finish(call, CM_E_UNAVAILABLE, "no verified model is loaded yet (GetModelInfo says "
-                    "why)");
+  sv = serving(call, ps);
+  if (!sv)
     return;
-  }
   rows = cm_arena_calloc(a, req->n_rows + 1, sizeof *rows);
   rp = cm_arena_calloc(a, req->n_rows + 1, sizeof *rp);
   rc = rows && rp ? scratch_init(&sc, sv, a) : CM_E_NOMEM;
