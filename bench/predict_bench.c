@@ -177,8 +177,8 @@ static bool answer_ok(const struct worker *w, const ProtobufCMessage *resp)
   if (w->m == M_PREDICT)
     return ((const Credito__V1__PredictResponse *)resp)->prediction != NULL;
   if (w->m == M_COLUMNS) {
-    const Credito__V1__ScoredColumns *c = ((const Credito__V1__PredictBatchResponse *)resp)->columns;
-    return c && c->n_probability == w->rows && c->n_errors == 0;
+    const Credito__V1__PredictBatchResponse *b = (const void *)resp;
+    return b->columns && b->columns->n_probability == w->rows && b->columns->n_errors == 0;
   }
   {
     const Credito__V1__PredictBatchResponse *b = (const void *)resp;

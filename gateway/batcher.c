@@ -107,8 +107,8 @@ static void call(struct gw_batcher *bt, struct gw_pending *list, size_t n_rows)
   for (int attempt = 0;; attempt++) {
     left = deadline - gw_mono_ms();
     if (left <= 0) {
-      rc = cm_error_set(&err, CM_E_DEADLINE, attempt ? "the deadline passed while retrying"
-                                                     : "the deadline passed while the request waited");
+      rc = cm_error_set(&err, CM_E_DEADLINE, "the deadline passed while the request %s",
+                        attempt ? "was retried" : "waited");
       break;
     }
     rc = rpc_unary(bt->g->pred, "/credito.v1.Predictor/PredictBatch", &req.base,

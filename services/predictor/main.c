@@ -68,7 +68,7 @@ int main(int argc, char **argv)
   /* One malloc arena per core instead of glibc's eight: every thread that allocates otherwise
    * takes an arena of its own and keeps its freed memory resident (64 calls in flight left the
    * predictor 1 - 2 MB larger, at no gain in calls/s: bench/RESULTS.md). */
-  mallopt(M_ARENA_MAX, (int)(sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1));
+  mallopt(M_ARENA_MAX, sysconf(_SC_NPROCESSORS_ONLN) > 1 ? (int)sysconf(_SC_NPROCESSORS_ONLN) : 1);
 #endif
   /* Field by field: clang rejects {0} for a struct whose first member is an atomic pointer. */
   atomic_init(&slot.cur, NULL);
