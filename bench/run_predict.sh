@@ -3,7 +3,7 @@
 # PredictBatch (by rows and by columns) calls/s, rows/s and p50/p99 latency on loopback, and the predictor's resident
 # memory, serving a German Credit model trained through the services. Builds a Release tree in
 # build-bench/; everything else (store, cache, dataset copy, logs) lives in a temporary folder.
-# Usage: [ROUNDS=3] bench/run_predict.sh [SECONDS]
+# Usage: [ROUNDS=5] bench/run_predict.sh [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-5}
@@ -36,9 +36,9 @@ out=$tmp/results
 run() {
   $bench "$pred" "$@" --seconds "$secs" | tee -a "$out" || true
 }
-# Health and Predict alternate at each level, ROUNDS times (default 3), so a change in the
+# Health and Predict alternate at each level, ROUNDS times (default 5), so a change in the
 # host's load between them skews the ratio less; the ratio is of the calls summed over rounds.
-rounds=${ROUNDS:-3}
+rounds=${ROUNDS:-5}
 for n in 1 8 64; do
   for _ in $(seq "$rounds"); do
     run --method health --inflight "$n"
