@@ -10,10 +10,6 @@
 #include "credito/v1/model.pb-c.h"
 #include "pred_int.h"
 
-/* Fewer rows than this per thread are not worth a thread (creating one costs about 30 us, a
- * row about 1 us). */
-#define ROWS_PER_THREAD_MIN 512
-
 /* One checked column. */
 struct col {
   const char *name;
@@ -243,7 +239,7 @@ int pred_columns_score(const struct pred_opts *o, const struct served *sv,
                        const Credito__V1__ApplicantColumns *c, cm_arena *a,
                        Credito__V1__ScoredColumns **out, char *msg, size_t cap)
 {
-  size_t n = c->n_rows, nc = c->n_features, n_parts, n_errors = 0;
+  size_t n = c->n_rows, nc = c->n_features, n_parts, n_errors = 0, min_rows;
   struct col *cols;
   struct part parts[64];
   pthread_t tid[64];
@@ -272,8 +268,9 @@ int pred_columns_score(const struct pred_opts *o, const struct served *sv,
   n_parts = o->batch_threads ? o->batch_threads : 1;
   if (n_parts > sizeof parts / sizeof parts[0])
     n_parts = sizeof parts / sizeof parts[0];
-  if (n_parts > n / ROWS_PER_THREAD_MIN)
-    n_parts = n / ROWS_PER_THREAD_MIN ? n / ROWS_PER_THREAD_MIN : 1;
+  min_rows = o->thread_rows_min ? o->thread_rows_min : PRED_THREAD_ROWS_MIN;
+  if (n_parts > n / min_rows)
+    n_parts = n / min_rows ? n / min_rows : 1;
   for (size_t t = 0; t < n_parts; t++) {
     parts[t] = (struct part){sv->model, cols, nc, n * t / n_parts, n * (t + 1) / n_parts, res,
                              NULL, NULL, 0, 0};

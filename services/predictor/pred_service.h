@@ -10,6 +10,10 @@
 #include "served.h"
 #include "source.h"
 
+/* Fewer rows than this per thread are not worth a thread (creating one costs about 30 us, a
+ * row about 1 us). */
+#define PRED_THREAD_ROWS_MIN 512
+
 /* Settings, borrowed for the service's life. */
 struct pred_opts {
   struct served_slot *slot; /* the served version */
@@ -17,6 +21,7 @@ struct pred_opts {
   size_t max_batch;         /* rows per PredictBatch */
   size_t max_features;      /* features per applicant */
   unsigned batch_threads;   /* threads that score one batch by columns (at least 1) */
+  size_t thread_rows_min;   /* rows a thread takes at least (0: PRED_THREAD_ROWS_MIN) */
 };
 
 /* Creates the service. NULL when out of memory. */

@@ -1,11 +1,12 @@
 /* Fuzz target for the predictor's batches by column (services/predictor/pred_columns.c): the
  * bytes are a credito.v1.ApplicantColumns, scored against the German Credit model of the
- * artifact corpus (artifact/credit_g.pb) on two threads. A request either fails as a whole with
- * CM_E_INVALID and a message, or gives n_rows scores: probabilities in [0, 1], reason counts that
- * add up to the reasons, reason features inside feature_names, invalid rows in ascending order
- * with their violations, and an answer that packs. The corpus in pred_columns/ holds requests
- * written with the generated Python classes: German Credit rows, missing values, an unknown
- * column, a numbers column for a categorical feature, 1,100 rows (the split over threads). */
+ * artifact corpus (artifact/credit_g.pb), at most 64 rows, split over two threads from 8 rows.
+ * A request either fails as a whole with CM_E_INVALID and a message, or gives n_rows scores:
+ * probabilities in [0, 1], reason counts that add up to the reasons, reason features inside
+ * feature_names, invalid rows in ascending order with their violations, and an answer that
+ * packs. The corpus in pred_columns/ holds requests written with the generated Python classes:
+ * German Credit rows, missing values, an unknown column, wrong kinds, an absent feature, a short
+ * column, 60 rows. */
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -48,7 +49,8 @@ static struct served *model_once(void)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-  static const struct pred_opts o = {NULL, "fuzz", 1100, 1000, 2};
+  /* Small batches split over two threads from 8 rows: the split is fuzzed at full speed. */
+  static const struct pred_opts o = {NULL, "fuzz", 64, 1000, 2, 8};
   struct served *sv = model_once();
   Credito__V1__ApplicantColumns *c;
   Credito__V1__ScoredColumns *out = NULL;
