@@ -40,13 +40,9 @@ SCRIPTS = {
     "credito-healthcheck": "deploy/docker/healthcheck.sh",
     "credito-first-model": "deploy/docker/first-model.sh",
 }
-APPLICANT = {
-    "checking_status": "<0", "duration": 6, "credit_history": "critical/other existing credit",
-    "purpose": "radio/tv", "credit_amount": 1169, "savings_status": "no known savings",
-    "employment": ">=7", "installment_commitment": 4, "personal_status": "male single",
-    "other_parties": "none", "residence_since": 4, "property_magnitude": "real estate",
-    "age": 67, "other_payment_plans": "none", "housing": "own", "existing_credits": 2,
-    "job": "skilled", "num_dependents": 1, "own_telephone": "yes", "foreign_worker": "yes"}
+# The first applicant of credit-g.arff, every feature given: the benchmarks' request body.
+with open(os.path.join(ROOT, "bench", "gateway", "applicant.json")) as _f:
+    APPLICANT = json.load(_f)
 
 
 def _die_with_parent():

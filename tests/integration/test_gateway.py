@@ -66,14 +66,9 @@ MODEL = "credit-default"
 # The trainer's default scorecard (common.proto's Scorecard): PDO 20, 600 points at odds 50:1,
 # decline at a probability of 0.5 or more.
 PDO, BASE_SCORE, BASE_ODDS, THRESHOLD = 20.0, 600.0, 50.0, 0.5
-# The first applicant of credit-g.arff, every feature given.
-APPLICANT = {
-    "checking_status": "<0", "duration": 6, "credit_history": "critical/other existing credit",
-    "purpose": "radio/tv", "credit_amount": 1169, "savings_status": "no known savings",
-    "employment": ">=7", "installment_commitment": 4, "personal_status": "male single",
-    "other_parties": "none", "residence_since": 4, "property_magnitude": "real estate",
-    "age": 67, "other_payment_plans": "none", "housing": "own", "existing_credits": 2,
-    "job": "skilled", "num_dependents": 1, "own_telephone": "yes", "foreign_worker": "yes"}
+# The first applicant of credit-g.arff, every feature given: the benchmarks' request body.
+with open(os.path.join(H.ROOT, "bench", "gateway", "applicant.json")) as _f:
+    APPLICANT = json.load(_f)
 NUMERIC = {"duration", "credit_amount", "installment_commitment", "residence_since", "age",
            "existing_credits", "num_dependents"}
 ROUTES = ("/predict", "/predict/batch", "/v1/model", "/healthz", "/readyz", "/metrics")
