@@ -29,11 +29,11 @@ def main():
     upstream = grpc.insecure_channel(args.upstream)
 
     def forward(method):
-        stub = upstream.unary_unary("/credito.v1.Predictor/" + method)
+        call_upstream = upstream.unary_unary("/credito.v1.Predictor/" + method)
 
         def handle(req, context):
             try:
-                return stub(req, timeout=5)
+                return call_upstream(req, timeout=5)
             except grpc.RpcError as e:
                 context.abort(e.code(), e.details())
         return grpc.unary_unary_rpc_method_handler(handle)
